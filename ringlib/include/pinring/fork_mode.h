@@ -1,0 +1,54 @@
+// Fork-safety modes: what a registration does so that fork() cannot break what the device sees.
+// See docs/fork-modes.md for the guarantee and cost of each.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace pinring {
+
+enum class ForkMode : std::uint8_t {
+  // No precaution: rely on the kernel's copy-on-fork of pinned anonymous pages (Linux >= 5.9;
+  // read-only pins reliable from 6.2). Cost: every fork() copies the pinned pages into the child.
+  kKernel = 0,
+  // MADV_DONTFORK on the registered range, as ibv_fork_init() does. The child has no mapping there.
+  kDontFork = 1,
+  // Device-read-only registration (no IBV_ACCESS_LOCAL_WRITE): the FOLL_FORCE-style read pin.
+  kReadOnly = 2,
+  // Register with write access although the device only reads, forcing an exclusive page at pin
+  // time: the "FOLL_FORCE | FOLL_WRITE for read" workaround.
+  kWriteForRead = 3,
+  // The memory is a MAP_SHARED memfd: never COWed; a child sees and writes the same pages.
+  kShared = 4,
+};
+inline constexpr std::uint8_t kForkModeCount = 5;
+
+inline constexpr ForkMode kAllForkModes[] = {ForkMode::kKernel, ForkMode::kDontFork,
+                                             ForkMode::kReadOnly, ForkMode::kWriteForRead,
+                                             ForkMode::kShared};
+
+// "kernel", "dontfork", "readonly", "write-for-read", "shared".
+constexpr std::string_view ForkModeName(ForkMode m) {
+  switch (m) {
+    case ForkMode::kKernel: return "kernel";
+    case ForkMode::kDontFork: return "dontfork";
+    case ForkMode::kReadOnly: return "readonly";
+    case ForkMode::kWriteForRead: return "write-for-read";
+    case ForkMode::kShared: return "shared";
+  }
+  return "unknown";
+}
+
+// Inverse of ForkModeName; nullopt for anything else.
+constexpr std::optional<ForkMode> ParseForkMode(std::string_view name) {
+  for (ForkMode m : kAllForkModes) {
+    if (ForkModeName(m) == name) return m;
+  }
+  return std::nullopt;
+}
+
+// True when the device may only read memory registered under `m`.
+constexpr bool ForkModeIsDeviceReadOnly(ForkMode m) { return m == ForkMode::kReadOnly; }
+
+}  // namespace pinring
