@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine:
+#   1. install every dependency (scripts/install-deps.sh; quick when all is present)
+#   2. build with warnings as errors
+#   3. `unit` tests on the host
+#   4. `rdma` tests in ONE soft-RoCE guest boot (deploy/softroce/pinring-rxe; natively when the
+#      host has an RDMA device), where a missing device is a failure, not a skip
+#   5. `vm` tests (each boots its own guests)
+#   6. an ASan+UBSan build and its `unit` tests
+# Every stage runs even if an earlier one failed; the exit status is non-zero if any failed.
+# Environment: PINRING_BUILD_DIR (default build), PINRING_ASAN_BUILD_DIR (default build-asan),
+# PINRING_SKIP_ASAN=1 / PINRING_SKIP_VM=1 to leave a stage out for a quick local run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=${PINRING_BUILD_DIR:-$ROOT/build}
+ASAN_BUILD=${PINRING_ASAN_BUILD_DIR:-$ROOT/build-asan}
+LOGDIR=$BUILD/test-logs
+JOBS=$(nproc)
+
+failed_stages=()
+total_passed=0
+total_failed=0
+
+stage() { printf '\n=== %s ===\n' "$*"; }
+
+# run_ctest NAME ARGS...: runs ctest (directly or via a wrapper in ARGS), tees its log, and adds
+# its pass/fail counts (from ctest's "N% tests passed, M tests failed out of T" line) to the totals.
+run_ctest() {
+  local name=$1; shift
+  local log="$LOGDIR/$name.log"
+  "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local line
+  line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)
+  if [[ -n $line ]]; then
+    local failed total
+    failed=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+    total=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$line")
+    total_passed=$((total_passed + total - failed))
+    total_failed=$((total_failed + failed))
+  elif grep -q 'No tests were found' "$log"; then
+    echo "test.sh: stage $name found no tests" >&2
+    rc=1
+  fi
+  if ((rc != 0)); then failed_stages+=("$name"); fi
+}
+
+stage "install dependencies"
+scripts/install-deps.sh || { echo "test.sh: dependency install failed" >&2; exit 1; }
+
+stage "build ($BUILD, -Werror)"
+mkdir -p "$BUILD"
+if ! { cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPINRING_WERROR=ON &&
+       cmake --build "$BUILD" -j "$JOBS"; }; then
+  echo "test.sh: build failed" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+mkdir -p "$LOGDIR"
+
+stage "unit tests (host)"
+run_ctest unit ctest --test-dir "$BUILD" -L unit --output-on-failure -j "$JOBS" --timeout 600
+
+stage "rdma tests (soft-RoCE: one guest boot unless the host has a device)"
+run_ctest rdma deploy/softroce/pinring-rxe run --timeout 2400 --rw "$BUILD" -- \
+  ctest --test-dir "$BUILD" -L rdma --output-on-failure --timeout 900
+
+if [[ ${PINRING_SKIP_VM:-0} != 1 ]]; then
+  stage "vm tests (boot guests)"
+  run_ctest vm ctest --test-dir "$BUILD" -L vm --output-on-failure --timeout 1800
+fi
+
+if [[ ${PINRING_SKIP_ASAN:-0} != 1 ]]; then
+  stage "ASan+UBSan build ($ASAN_BUILD) and unit tests"
+  if cmake -S . -B "$ASAN_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPINRING_SANITIZE=ON \
+       -DPINRING_WERROR=ON -DPINRING_BUILD_BENCH=OFF && cmake --build "$ASAN_BUILD" -j "$JOBS"; then
+    # halt_on_error: a sanitizer report fails the test rather than scrolling past.
+    ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      run_ctest asan ctest --test-dir "$ASAN_BUILD" -L unit --output-on-failure -j "$JOBS" --timeout 900
+  else
+    failed_stages+=("asan-build")
+    total_failed=$((total_failed + 1))
+  fi
+fi
+
+stage "summary"
+# Nothing may be left running after the suite (ringd, clients, qemu).
+leftovers=$(pgrep -a -x 'ringd|qemu-system-x86|pinring-.*' || true)
+if [[ -n $leftovers ]]; then
+  echo "test.sh: processes left running after the tests:" >&2
+  echo "$leftovers" >&2
+  failed_stages+=("leftover-processes")
+fi
+if ((${#failed_stages[@]})); then
+  echo "failed stages: ${failed_stages[*]}"
+fi
+echo "suite: ${total_passed} passed, ${total_failed} failed"
+((${#failed_stages[@]} == 0))
