@@ -1,0 +1,376 @@
+#include "pinring/verbs_device.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "pinring/status.h"
+
+namespace pinring {
+namespace {
+
+std::string MemlockLimitText() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0) return "unknown";
+  if (rl.rlim_cur == RLIM_INFINITY) return "unlimited";
+  return absl::StrCat(rl.rlim_cur / 1024, " KiB");
+}
+
+bool IsIpv4MappedGid(const ibv_gid& g) {
+  // ::ffff:a.b.c.d — the GID rdma_rxe / mlx derive from an interface's IPv4 address.
+  static constexpr std::uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::memcmp(g.raw, kPrefix, sizeof kPrefix) == 0;
+}
+
+bool IsZeroGid(const ibv_gid& g) {
+  static constexpr std::uint8_t kZero[16] = {};
+  return std::memcmp(g.raw, kZero, sizeof kZero) == 0;
+}
+
+const char* WcStatusName(ibv_wc_status s) { return ibv_wc_status_str(s); }
+
+}  // namespace
+
+// --- MemoryRegion ------------------------------------------------------------------------------
+MemoryRegion::~MemoryRegion() {
+  if (absl::Status s = Deregister(); !s.ok()) {
+    std::fprintf(stderr, "pinring: %s\n", s.ToString().c_str());
+  }
+}
+
+MemoryRegion& MemoryRegion::operator=(MemoryRegion&& other) noexcept {
+  if (this != &other) {
+    (void)Deregister();
+    mr_ = other.mr_;
+    other.mr_ = nullptr;
+  }
+  return *this;
+}
+
+absl::Status MemoryRegion::Deregister() {
+  if (mr_ == nullptr) return absl::OkStatus();
+  ibv_mr* mr = mr_;
+  mr_ = nullptr;
+  // ibv_dereg_mr returns an errno value (not -1/errno).
+  if (int rc = ibv_dereg_mr(mr); rc != 0) return pinring::ErrnoToStatus(rc, "ibv_dereg_mr");
+  return absl::OkStatus();
+}
+
+// --- VerbsDevice -------------------------------------------------------------------------------
+absl::StatusOr<std::unique_ptr<VerbsDevice>> VerbsDevice::Open(absl::string_view name, int port,
+                                                               int gid_index) {
+  int n = 0;
+  ibv_device** list = ibv_get_device_list(&n);
+  if (list == nullptr) {
+    const int err = errno;
+    if (err == ENOSYS || err == 0) {
+      return absl::NotFoundError(absl::StrCat("no RDMA device: ibv_get_device_list failed (no "
+                                              "ib_uverbs?); ",
+                                              kNoDeviceFix));
+    }
+    return pinring::ErrnoToStatus(err, absl::StrCat("ibv_get_device_list; ", kNoDeviceFix));
+  }
+  ibv_device* chosen = nullptr;
+  std::string names;
+  for (int i = 0; i < n; ++i) {
+    const char* dn = ibv_get_device_name(list[i]);
+    absl::StrAppend(&names, i == 0 ? "" : ", ", dn);
+    if (chosen == nullptr && (name.empty() || name == dn)) chosen = list[i];
+  }
+  if (chosen == nullptr) {
+    ibv_free_device_list(list);
+    if (n == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("no RDMA device: ibv_get_device_list() is empty; ", kNoDeviceFix));
+    }
+    return absl::NotFoundError(absl::StrCat("no RDMA device called '", name,
+                                            "'; present: ", names));
+  }
+  auto dev = std::unique_ptr<VerbsDevice>(new VerbsDevice());
+  dev->name_ = ibv_get_device_name(chosen);
+  dev->port_ = port;
+  dev->context_ = ibv_open_device(chosen);
+  const int open_err = errno;
+  ibv_free_device_list(list);
+  if (dev->context_ == nullptr) {
+    return pinring::ErrnoToStatus(open_err, absl::StrCat("ibv_open_device(", dev->name_, ")"));
+  }
+  if (int rc = ibv_query_port(dev->context_, static_cast<std::uint8_t>(port), &dev->port_attr_);
+      rc != 0) {
+    return pinring::ErrnoToStatus(rc == -1 ? errno : rc, absl::StrCat("ibv_query_port(", dev->name_, ", ", port, ")"));
+  }
+  if (dev->port_attr_.state != IBV_PORT_ACTIVE) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dev->name_, " port ", port, " is ", ibv_port_state_str(dev->port_attr_.state),
+                     ", not ACTIVE: is the netdev it is bound to up (ip link set ... up)?"));
+  }
+  if (gid_index >= 0) {
+    if (gid_index >= dev->port_attr_.gid_tbl_len) {
+      return absl::InvalidArgumentError(absl::StrCat("gid_index ", gid_index, " out of range: ",
+                                                     dev->name_, " has ",
+                                                     dev->port_attr_.gid_tbl_len, " GIDs"));
+    }
+    dev->gid_index_ = gid_index;
+  } else if (dev->port_attr_.link_layer == IBV_LINK_LAYER_INFINIBAND) {
+    dev->gid_index_ = 0;
+  } else {
+    // Auto: prefer RoCE v2 + IPv4-mapped (routable over UDP/IP, what rxe builds from an IPv4
+    // address), then any RoCE v2, then index 0.
+    int v2_mapped = -1, v2_any = -1;
+    for (int i = 0; i < dev->port_attr_.gid_tbl_len; ++i) {
+      ibv_gid_entry e{};
+      if (ibv_query_gid_ex(dev->context_, static_cast<std::uint32_t>(port),
+                           static_cast<std::uint32_t>(i), &e, 0) != 0) {
+        continue;  // unpopulated entries fail with ENODATA
+      }
+      if (IsZeroGid(e.gid) || e.gid_type != IBV_GID_TYPE_ROCE_V2) continue;
+      if (v2_any < 0) v2_any = i;
+      if (v2_mapped < 0 && IsIpv4MappedGid(e.gid)) v2_mapped = i;
+    }
+    dev->gid_index_ = v2_mapped >= 0 ? v2_mapped : (v2_any >= 0 ? v2_any : 0);
+  }
+  if (int rc = ibv_query_gid(dev->context_, static_cast<std::uint8_t>(port), dev->gid_index_,
+                             &dev->gid_);
+      rc != 0) {
+    return pinring::ErrnoToStatus(rc == -1 ? errno : rc,
+                                  absl::StrCat("ibv_query_gid(", dev->name_, ", index ",
+                                               dev->gid_index_, ")"));
+  }
+  if (dev->port_attr_.link_layer != IBV_LINK_LAYER_INFINIBAND && IsZeroGid(dev->gid_)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dev->name_, " GID index ", dev->gid_index_,
+                     " is empty: give the netdev an IP address, or pass --gid_index"));
+  }
+  dev->pd_ = ibv_alloc_pd(dev->context_);
+  if (dev->pd_ == nullptr) return pinring::LastErrnoStatus("ibv_alloc_pd");
+  return dev;
+}
+
+VerbsDevice::~VerbsDevice() {
+  if (pd_ != nullptr) {
+    if (int rc = ibv_dealloc_pd(pd_); rc != 0) {
+      std::fprintf(stderr, "pinring: ibv_dealloc_pd: %s (an MR or QP outlived its device)\n",
+                   std::strerror(rc));
+    }
+  }
+  if (context_ != nullptr) ibv_close_device(context_);
+}
+
+absl::StatusOr<MemoryRegion> VerbsDevice::Register(void* addr, std::size_t len, int access) {
+  ibv_mr* mr = ibv_reg_mr(pd_, addr, len, access);
+  if (mr != nullptr) return MemoryRegion(mr);
+  const int err = errno;
+  if (err == ENOMEM || err == EFAULT || err == EPERM || err == EAGAIN) {
+    rlimit rl{};
+    const bool limited = getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY;
+    if (limited || err == ENOMEM) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "ibv_reg_mr(", len, " bytes) failed: ", std::strerror(err),
+          "; RLIMIT_MEMLOCK is ", MemlockLimitText(),
+          ": raise it (ulimit -l unlimited, or LimitMEMLOCK=infinity in ringd.service)"));
+    }
+  }
+  return pinring::ErrnoToStatus(err, absl::StrCat("ibv_reg_mr(", len, " bytes)"));
+}
+
+// --- LoopbackQp --------------------------------------------------------------------------------
+absl::StatusOr<std::unique_ptr<LoopbackQp>> LoopbackQp::Create(VerbsDevice& dev,
+                                                               std::uint32_t depth) {
+  if (depth == 0) return absl::InvalidArgumentError("LoopbackQp depth must be > 0");
+  auto lq = std::unique_ptr<LoopbackQp>(new LoopbackQp(dev));
+  lq->depth_ = depth;
+  lq->cq_ = ibv_create_cq(dev.context(), static_cast<int>(2 * depth), nullptr, nullptr, 0);
+  if (lq->cq_ == nullptr) return pinring::LastErrnoStatus("ibv_create_cq");
+  for (ibv_qp** qp : {&lq->initiator_, &lq->target_}) {
+    ibv_qp_init_attr init{};
+    init.send_cq = lq->cq_;
+    init.recv_cq = lq->cq_;
+    init.qp_type = IBV_QPT_RC;
+    init.cap.max_send_wr = depth;
+    init.cap.max_recv_wr = 1;
+    init.cap.max_send_sge = 1;
+    init.cap.max_recv_sge = 1;
+    init.sq_sig_all = 0;
+    *qp = ibv_create_qp(dev.pd(), &init);
+    if (*qp == nullptr) return pinring::LastErrnoStatus("ibv_create_qp(RC)");
+  }
+  PINRING_RETURN_IF_ERROR(lq->Connect(lq->initiator_, lq->target_->qp_num));
+  PINRING_RETURN_IF_ERROR(lq->Connect(lq->target_, lq->initiator_->qp_num));
+  return lq;
+}
+
+LoopbackQp::~LoopbackQp() {
+  // QPs before the CQ they complete into.
+  if (initiator_ != nullptr) ibv_destroy_qp(initiator_);
+  if (target_ != nullptr) ibv_destroy_qp(target_);
+  if (cq_ != nullptr) ibv_destroy_cq(cq_);
+}
+
+std::uint32_t LoopbackQp::initiator_qp_num() const { return initiator_->qp_num; }
+std::uint32_t LoopbackQp::target_qp_num() const { return target_->qp_num; }
+
+absl::Status LoopbackQp::Connect(ibv_qp* qp, std::uint32_t remote_qpn) {
+  constexpr int kAllRemote =
+      IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_LOCAL_WRITE;
+  // RESET -> INIT: port, pkey, and what the peer may do to memory through this QP.
+  ibv_qp_attr a{};
+  a.qp_state = IBV_QPS_INIT;
+  a.pkey_index = 0;
+  a.port_num = static_cast<std::uint8_t>(dev_.port());
+  a.qp_access_flags = kAllRemote;
+  if (int rc = ibv_modify_qp(qp, &a,
+                             IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS);
+      rc != 0) {
+    return pinring::ErrnoToStatus(rc, "ibv_modify_qp(INIT)");
+  }
+  // INIT -> RTR: the peer's address. On RoCE the address is a GRH with our own GID (loopback).
+  a = {};
+  a.qp_state = IBV_QPS_RTR;
+  a.path_mtu = dev_.active_mtu();
+  a.dest_qp_num = remote_qpn;
+  a.rq_psn = 0;
+  a.max_dest_rd_atomic = 1;
+  a.min_rnr_timer = 12;
+  a.ah_attr.port_num = static_cast<std::uint8_t>(dev_.port());
+  if (dev_.link_layer() == IBV_LINK_LAYER_INFINIBAND) {
+    a.ah_attr.dlid = dev_.lid();
+  } else {
+    a.ah_attr.is_global = 1;
+    a.ah_attr.grh.dgid = dev_.gid();
+    a.ah_attr.grh.sgid_index = static_cast<std::uint8_t>(dev_.gid_index());
+    a.ah_attr.grh.hop_limit = 1;
+  }
+  if (int rc = ibv_modify_qp(qp, &a,
+                             IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
+                                 IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
+      rc != 0) {
+    return pinring::ErrnoToStatus(rc, absl::StrCat("ibv_modify_qp(RTR, gid_index ",
+                                                   dev_.gid_index(), ")"));
+  }
+  // RTR -> RTS: send-side retry policy.
+  a = {};
+  a.qp_state = IBV_QPS_RTS;
+  a.sq_psn = 0;
+  a.timeout = 14;
+  a.retry_cnt = 7;
+  a.rnr_retry = 7;
+  a.max_rd_atomic = 1;
+  if (int rc = ibv_modify_qp(qp, &a,
+                             IBV_QP_STATE | IBV_QP_SQ_PSN | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
+                                 IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC);
+      rc != 0) {
+    return pinring::ErrnoToStatus(rc, "ibv_modify_qp(RTS)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LoopbackQp::Post(ibv_wr_opcode opcode, const MemoryRegion& local,
+                              std::uint64_t local_off, const MemoryRegion& remote,
+                              std::uint64_t remote_off, std::uint64_t len, std::uint64_t wr_id,
+                              bool signaled) {
+  if (broken_) return absl::FailedPreconditionError("loopback QP is in ERROR; recreate it");
+  if (!local.valid() || !remote.valid()) return absl::InvalidArgumentError("invalid MR");
+  // Overflow-safe bounds: off <= length && len <= length - off.
+  if (local_off > local.length() || len > local.length() - local_off || remote_off > remote.length() ||
+      len > remote.length() - remote_off) {
+    return absl::OutOfRangeError(absl::StrCat("RDMA range outside an MR (len ", len, ")"));
+  }
+  if (len > dev_.max_msg_size() || len > UINT32_MAX) {
+    return absl::OutOfRangeError(absl::StrCat("RDMA message of ", len, " bytes exceeds the port's ",
+                                              dev_.max_msg_size(), "-byte maximum; chunk it"));
+  }
+  ibv_sge sge{};
+  sge.addr = reinterpret_cast<std::uint64_t>(local.addr()) + local_off;
+  sge.length = static_cast<std::uint32_t>(len);
+  sge.lkey = local.lkey();
+  ibv_send_wr wr{};
+  wr.wr_id = wr_id;
+  wr.sg_list = &sge;
+  wr.num_sge = len == 0 ? 0 : 1;
+  wr.opcode = opcode;
+  wr.send_flags = signaled ? IBV_SEND_SIGNALED : 0;
+  wr.wr.rdma.remote_addr = reinterpret_cast<std::uint64_t>(remote.addr()) + remote_off;
+  wr.wr.rdma.rkey = remote.rkey();
+  ibv_send_wr* bad = nullptr;
+  if (int rc = ibv_post_send(initiator_, &wr, &bad); rc != 0) {
+    return pinring::ErrnoToStatus(rc, "ibv_post_send");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LoopbackQp::PostWrite(const MemoryRegion& src, std::uint64_t src_off,
+                                   const MemoryRegion& dst, std::uint64_t dst_off,
+                                   std::uint64_t len, std::uint64_t wr_id, bool signaled) {
+  return Post(IBV_WR_RDMA_WRITE, src, src_off, dst, dst_off, len, wr_id, signaled);
+}
+
+absl::Status LoopbackQp::PostRead(const MemoryRegion& remote_src, std::uint64_t src_off,
+                                  const MemoryRegion& local_dst, std::uint64_t dst_off,
+                                  std::uint64_t len, std::uint64_t wr_id, bool signaled) {
+  return Post(IBV_WR_RDMA_READ, local_dst, dst_off, remote_src, src_off, len, wr_id, signaled);
+}
+
+absl::StatusOr<int> LoopbackQp::Poll(absl::Span<ibv_wc> out) {
+  const int n = ibv_poll_cq(cq_, static_cast<int>(out.size()), out.data());
+  if (n < 0) {
+    broken_ = true;
+    return absl::InternalError("ibv_poll_cq failed");
+  }
+  for (int i = 0; i < n; ++i) {
+    if (out[i].status != IBV_WC_SUCCESS) broken_ = true;  // the QP has moved to ERROR
+  }
+  return n;
+}
+
+absl::Status LoopbackQp::WaitFor(std::uint64_t wr_id, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  ibv_wc wc[8];
+  for (std::uint32_t spins = 0;; ++spins) {
+    PINRING_ASSIGN_OR_RETURN(int n, Poll(absl::MakeSpan(wc)));
+    for (int i = 0; i < n; ++i) {
+      if (wc[i].wr_id != wr_id) continue;
+      if (wc[i].status != IBV_WC_SUCCESS) {
+        return absl::InternalError(absl::StrCat("work completion failed: ",
+                                                WcStatusName(wc[i].status), " (vendor_err ",
+                                                wc[i].vendor_err, ")"));
+      }
+      return absl::OkStatus();
+    }
+    // Checking the clock every call would dominate a fast device; every 1024 empty polls is
+    // enough for a timeout measured in seconds. Under emulation (rxe) yield the CPU to the
+    // kernel thread doing the work.
+    if ((spins & 1023) == 1023) {
+      if (absl::Now() > deadline) {
+        broken_ = true;
+        return absl::DeadlineExceededError(
+            absl::StrCat("no completion within ", absl::FormatDuration(timeout)));
+      }
+      sched_yield();
+    }
+  }
+}
+
+absl::Status LoopbackQp::Write(const MemoryRegion& src, std::uint64_t src_off,
+                               const MemoryRegion& dst, std::uint64_t dst_off, std::uint64_t len,
+                               absl::Duration timeout) {
+  const std::uint64_t id = next_sync_id_++;
+  PINRING_RETURN_IF_ERROR(PostWrite(src, src_off, dst, dst_off, len, id, /*signaled=*/true));
+  return WaitFor(id, timeout);
+}
+
+absl::Status LoopbackQp::Read(const MemoryRegion& remote_src, std::uint64_t src_off,
+                              const MemoryRegion& local_dst, std::uint64_t dst_off,
+                              std::uint64_t len, absl::Duration timeout) {
+  const std::uint64_t id = next_sync_id_++;
+  PINRING_RETURN_IF_ERROR(PostRead(remote_src, src_off, local_dst, dst_off, len, id, true));
+  return WaitFor(id, timeout);
+}
+
+bool IbvForkUnneeded() { return ibv_is_fork_initialized() == IBV_FORK_UNNEEDED; }
+
+}  // namespace pinring
