@@ -1,0 +1,100 @@
+// ringctl's views of a StatsReply: what an operator reads (tables) and what Prometheus scrapes.
+#include "stats_report.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace pinring::ringctl {
+namespace {
+
+using nlohmann::json;
+
+json Sample() {
+  return json::parse(R"({
+    "backend": "cpu", "device": "", "clients_total": 3,
+    "clients": [
+      {"id": 4, "pid": 1234, "uid": 1001, "name": "pinring-hello", "pinned_bytes": 1114112,
+       "queues": [{"id": 1, "sq_entries": 256, "cq_entries": 512, "doorbell_mode": "eventfd"}],
+       "regions": [{"handle": 1, "size": 1048576, "pinned_bytes": 1048576, "fork_mode": "dontfork"},
+                   {"handle": 2, "size": 4096, "pinned_bytes": 4096, "fork_mode": "shared"}]}
+    ],
+    "counters": {"ops": {"nop": 2, "copy": 0, "checksum": 0, "fill": 5},
+                 "completions": {"ok": 6, "out-of-bounds": 1},
+                 "bytes_moved": 65536, "doorbells": 3, "wakeups": 1, "registrations": 3}
+  })");
+}
+
+TEST(RingctlReport, RejectsNonJsonAndNonObjects) {
+  EXPECT_FALSE(ParseStats("not json").ok());
+  EXPECT_FALSE(ParseStats("[1,2]").ok());
+  ASSERT_TRUE(ParseStats(R"({"clients": []})").ok());
+}
+
+TEST(RingctlReport, NestedQueuesAndRegionsAreTaggedWithTheirClient) {
+  const json regions = Rows(Sample(), "regions");
+  ASSERT_EQ(regions.size(), 2u);
+  EXPECT_EQ(regions[0]["client"], 4);
+  EXPECT_EQ(regions[1]["fork_mode"], "shared");
+  EXPECT_EQ(Rows(Sample(), "queues").size(), 1u);
+}
+
+TEST(RingctlReport, StatusShowsClientsQueuesRegionsWithPinnedBytesAndForkMode) {
+  const std::string s = FormatStatus(Sample());
+  EXPECT_NE(s.find("backend:"), std::string::npos) << s;
+  EXPECT_NE(s.find("clients (1)"), std::string::npos) << s;
+  EXPECT_NE(s.find("pinring-hello"), std::string::npos) << s;
+  EXPECT_NE(s.find("1.1 MiB"), std::string::npos) << s;  // the client's pinned bytes
+  EXPECT_NE(s.find("queues (1)"), std::string::npos) << s;
+  EXPECT_NE(s.find("eventfd"), std::string::npos) << s;
+  EXPECT_NE(s.find("regions (2)"), std::string::npos) << s;
+  EXPECT_NE(s.find("dontfork"), std::string::npos) << s;
+  EXPECT_NE(s.find("fork_mode"), std::string::npos) << s;
+}
+
+TEST(RingctlReport, EmptySectionsSayNone) {
+  const std::string s = FormatSection(json::parse(R"({"clients": []})"), "clients");
+  EXPECT_EQ(s, "clients (0)\n  (none)\n");
+}
+
+TEST(RingctlReport, CountersBreakDownOpsAndErrors) {
+  const std::string s = FormatCounters(Sample());
+  EXPECT_NE(s.find("ops by opcode"), std::string::npos) << s;
+  EXPECT_NE(s.find("fill"), std::string::npos) << s;
+  EXPECT_NE(s.find("errors by code (completions not ok; 6 ok)"), std::string::npos) << s;
+  EXPECT_NE(s.find("out-of-bounds"), std::string::npos) << s;
+  EXPECT_NE(s.find("64.0 KiB"), std::string::npos) << s;
+  EXPECT_NE(s.find("doorbells"), std::string::npos) << s;
+}
+
+TEST(RingctlReport, PrometheusHasHelpTypeAndLabelledCounters) {
+  const std::string m = FormatPrometheus(Sample());
+  EXPECT_NE(m.find("# TYPE pinring_ops_total counter\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("pinring_ops_total{opcode=\"fill\"} 5\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("pinring_completions_total{status=\"out-of-bounds\"} 1\n"), std::string::npos);
+  EXPECT_NE(m.find("pinring_bytes_moved_total 65536\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("pinring_clients 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("pinring_regions 2\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("pinring_client_pinned_bytes{client=\"4\",name=\"pinring-hello\"} 1114112\n"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("pinring_info{backend=\"cpu\",device=\"\"} 1\n"), std::string::npos) << m;
+  // Every sample line's metric has a TYPE line before it.
+  std::size_t pos = 0;
+  while (pos < m.size()) {
+    const std::size_t end = m.find('\n', pos);
+    const std::string line = m.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.empty() || line[0] == '#') continue;
+    const std::string name = line.substr(0, line.find_first_of("{ "));
+    EXPECT_NE(m.find("# TYPE " + name + " "), std::string::npos) << line;
+  }
+}
+
+TEST(RingctlReport, PrometheusEscapesLabelValues) {
+  const json s = json::parse(R"({"clients": [{"id": 1, "name": "a\"b\\c\nd", "pinned_bytes": 1}]})");
+  EXPECT_NE(FormatPrometheus(s).find(R"(name="a\"b\\c\nd")"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pinring::ringctl
