@@ -1,0 +1,55 @@
+// The data-plane backend: where the bytes of a validated descriptor move. Chosen once at start:
+// `cpu` (memcpy in ringd) or `verbs` (the NIC moves them between pinned pages via a loopback RC
+// QP). The rest of ringd sees only this interface.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "pinring/ring_format.h"
+
+namespace pinring::ringd {
+
+struct ValidatedOp;
+
+// What a backend keeps for one registered range (verbs: the MR, i.e. the kernel pin). Destroying
+// it unregisters (unpins) the range; it must die before the mapping it covers.
+class BackendMemory {
+ public:
+  virtual ~BackendMemory() = default;
+  virtual std::uint64_t pinned_bytes() const = 0;
+};
+
+struct OpResult {
+  CompletionStatus status = CompletionStatus::kOk;
+  std::uint64_t result = 0;  // CHECKSUM: the checksum; COPY/FILL: bytes written
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual absl::string_view name() const = 0;  // "cpu" or "verbs"
+  virtual std::string device() const = 0;      // RDMA device name, or ""
+
+  // Makes [addr, addr+len) usable by Execute. `device_writable` false registers it so the device
+  // can only read it (ForkMode::kReadOnly). Errors: ResourceExhausted (RLIMIT_MEMLOCK, naming the
+  // fix), or the device's error.
+  virtual absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void* addr, std::size_t len,
+                                                                  bool device_writable) = 0;
+
+  // Executes one descriptor that ValidateDescriptor accepted. REQUIRES: op.status == kOk and the
+  // regions op names stay registered for the duration (the caller holds the region table's lock).
+  // Thread-safe: pollers call it concurrently.
+  virtual OpResult Execute(const ValidatedOp& op) = 0;
+};
+
+std::unique_ptr<Backend> MakeCpuBackend();
+
+// Opens `device` ("" = first) and builds the loopback QP. NotFound (naming the fix) with no device.
+absl::StatusOr<std::unique_ptr<Backend>> MakeVerbsBackend(absl::string_view device, int gid_index);
+
+}  // namespace pinring::ringd

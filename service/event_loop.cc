@@ -1,0 +1,392 @@
+#include "service/event_loop.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "pinring/status.h"
+#include "service/log.h"
+
+namespace pinring::ringd {
+namespace {
+
+enum OpKind { kListen, kSignal, kTimer, kClient, kDoorbell };
+constexpr std::uint64_t kCancelUserData = 0;  // CQEs of cancel requests carry no op
+constexpr unsigned kRingEntries = 256;
+
+std::int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+struct EventLoop::PendingOp {
+  int kind;
+  std::uint64_t client;
+  std::uint32_t queue;
+  // What the kernel writes into: a doorbell counter, a signalfd_siginfo, or a timeout spec.
+  alignas(8) unsigned char buf[sizeof(signalfd_siginfo)];
+  __kernel_timespec ts;
+};
+
+EventLoop::EventLoop(const Config& config, std::unique_ptr<Backend> backend,
+                     ListenSocket listener)
+    : config_(config), backend_(std::move(backend)), listener_(std::move(listener)) {}
+
+absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create(const Config& config,
+                                                             std::unique_ptr<Backend> backend,
+                                                             ListenSocket listener) {
+  auto loop = std::unique_ptr<EventLoop>(new EventLoop(config, std::move(backend),
+                                                       std::move(listener)));
+  PINRING_RETURN_IF_ERROR(loop->Init());
+  return loop;
+}
+
+absl::Status EventLoop::Init() {
+  started_ns_ = NowNs();
+  if (int rc = io_uring_queue_init(kRingEntries, &ring_, 0); rc < 0) {
+    return pinring::ErrnoToStatus(-rc, "io_uring_queue_init (is io_uring disabled? see "
+                                       "/proc/sys/kernel/io_uring_disabled)");
+  }
+  ring_ready_ = true;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  signal_fd_.reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signal_fd_.valid()) return pinring::LastErrnoStatus("signalfd");
+  for (int i = 0; i < config_.pollers; ++i) {
+    auto p = std::make_unique<Poller>(i);
+    PINRING_RETURN_IF_ERROR(p->Start());
+    pollers_.push_back(std::move(p));
+  }
+  ArmListen();
+  ArmSignal();
+  ArmTimer();
+  return absl::OkStatus();
+}
+
+EventLoop::~EventLoop() {
+  for (auto& [id, c] : clients_) c->Teardown();
+  clients_.clear();
+  for (auto& p : pollers_) p->Stop();
+  if (ring_ready_) io_uring_queue_exit(&ring_);  // cancels and waits for every request
+  for (PendingOp* op : all_ops_) delete op;
+  if (!listener_.activated && listener_.fd.valid()) unlink(config_.socket_path.c_str());
+}
+
+io_uring_sqe* EventLoop::GetSqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) {
+    // Submission queue full: push what is queued to the kernel and take a fresh slot.
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  return sqe;  // non-null: the SQ was just emptied
+}
+
+EventLoop::PendingOp* EventLoop::NewOp(int kind, std::uint64_t client, std::uint32_t queue) {
+  auto* op = new PendingOp{};
+  op->kind = kind;
+  op->client = client;
+  op->queue = queue;
+  all_ops_.insert(op);
+  return op;
+}
+
+void EventLoop::ArmListen() {
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_poll_add(sqe, listener_.fd.get(), POLLIN);
+  io_uring_sqe_set_data(sqe, NewOp(kListen));
+}
+
+void EventLoop::ArmSignal() {
+  PendingOp* op = NewOp(kSignal);
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_read(sqe, signal_fd_.get(), op->buf, sizeof(signalfd_siginfo), 0);
+  io_uring_sqe_set_data(sqe, op);
+}
+
+void EventLoop::ArmTimer() {
+  PendingOp* op = NewOp(kTimer);
+  op->ts.tv_sec = 0;
+  op->ts.tv_nsec = 100 * 1000 * 1000;  // housekeeping every 100 ms
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_timeout(sqe, &op->ts, 0, 0);
+  io_uring_sqe_set_data(sqe, op);
+}
+
+void EventLoop::ArmClient(ClientSession& c) {
+  PendingOp* op = NewOp(kClient, c.id());
+  io_uring_sqe* sqe = GetSqe();
+  // Readiness, then recvmsg(MSG_DONTWAIT) ourselves: we need msg_flags (MSG_TRUNC, MSG_CTRUNC)
+  // and every SCM_RIGHTS fd exactly as recvmsg(2) reports them.
+  io_uring_prep_poll_add(sqe, c.socket_fd(), POLLIN);
+  io_uring_sqe_set_data(sqe, op);
+  client_ops_[c.id()] = op;
+}
+
+void EventLoop::ArmDoorbell(ClientSession& c, QueueServer& q) {
+  PendingOp* op = NewOp(kDoorbell, c.id(), q.params().id);
+  io_uring_sqe* sqe = GetSqe();
+  // An async read, not poll+read(2): the client owns this eventfd and could drain it or clear
+  // O_NONBLOCK between a poll and our read; inside io_uring the read can only wait, never block
+  // the loop.
+  io_uring_prep_read(sqe, q.doorbell_fd(), op->buf, sizeof(std::uint64_t), 0);
+  io_uring_sqe_set_data(sqe, op);
+  doorbell_ops_[&q] = op;
+}
+
+void EventLoop::CancelOp(PendingOp*& op) {
+  if (op == nullptr) return;
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_cancel64(sqe, reinterpret_cast<std::uint64_t>(op), 0);
+  io_uring_sqe_set_data64(sqe, kCancelUserData);
+  op = nullptr;  // the op itself is freed when its (cancelled) CQE arrives
+}
+
+void EventLoop::Attach(ClientSession& c, QueueServer* q) {
+  if (q->params().doorbell == wire::DoorbellMode::kEventfd) {
+    ArmDoorbell(c, *q);
+    // Anything submitted before the read was armed: serve it now.
+    if (!c.DrainQueue(q->params().id)) backlog_.insert({c.id(), q->params().id});
+    return;
+  }
+  // Least-loaded poller.
+  Poller* best = pollers_.front().get();
+  for (auto& p : pollers_) {
+    if (p->queue_count() < best->queue_count()) best = p.get();
+  }
+  best->Add(q);
+  queue_poller_[q] = best;
+}
+
+void EventLoop::Detach(ClientSession& c, QueueServer* q) {
+  if (auto it = doorbell_ops_.find(q); it != doorbell_ops_.end()) {
+    CancelOp(it->second);
+    doorbell_ops_.erase(it);
+  }
+  backlog_.erase({c.id(), q->params().id});
+  if (auto it = queue_poller_.find(q); it != queue_poller_.end()) {
+    it->second->Remove(q);  // returns once the poller no longer touches q
+    queue_poller_.erase(it);
+  }
+}
+
+void EventLoop::Notify(const std::string& state) { sd_notify(0, state.c_str()); }
+
+int EventLoop::Run() {
+  Notify(absl::StrCat("READY=1\nSTATUS=listening on ", config_.socket_path, ", backend ",
+                      backend_->name(), "\nMAINPID=", getpid()));
+  RINGD_LOG(kInfo, "ready: socket ", listener_.activated ? "(systemd)" : config_.socket_path,
+            ", backend ", backend_->name(), backend_->device().empty() ? "" : " on ",
+            backend_->device(), ", ", config_.pollers, " poller(s)");
+  while (!stopping_) {
+    io_uring_submit(&ring_);
+    io_uring_cqe* cqe = nullptr;
+    int rc = io_uring_wait_cqe(&ring_, &cqe);
+    if (rc == -EINTR) continue;
+    if (rc < 0) {
+      RINGD_LOG(kError, "io_uring_wait_cqe: ", std::strerror(-rc));
+      break;
+    }
+    // Reap everything available before submitting again.
+    unsigned head;
+    unsigned seen = 0;
+    std::vector<std::pair<PendingOp*, int>> done;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      ++seen;
+      if (cqe->user_data != kCancelUserData) {
+        done.emplace_back(reinterpret_cast<PendingOp*>(cqe->user_data), cqe->res);
+      }
+    }
+    io_uring_cq_advance(&ring_, seen);
+    for (auto& [op, res] : done) {
+      OnCompletion(op, res);
+      all_ops_.erase(op);
+      delete op;
+      if (stopping_) break;
+    }
+  }
+  Shutdown();
+  return 0;
+}
+
+void EventLoop::OnCompletion(PendingOp* op, int res) {
+  switch (op->kind) {
+    case kListen:
+      if (!stopping_) {
+        OnAccept();
+        ArmListen();
+      }
+      return;
+    case kSignal:
+      OnSignal(op, res);
+      return;
+    case kTimer:
+      OnTimer();
+      ArmTimer();
+      return;
+    case kClient: {
+      auto it = client_ops_.find(op->client);
+      if (it == client_ops_.end() || it->second != op) return;  // stale: client gone
+      client_ops_.erase(it);
+      if (res < 0 || (res & (POLLERR | POLLNVAL)) != 0) {
+        // POLLHUP alone still lets us read queued messages; OnClientReadable sees EOF.
+        if (res < 0 || (res & POLLNVAL) != 0) {
+          Disconnect(op->client, "socket error");
+          return;
+        }
+      }
+      OnClientReadable(op->client);
+      return;
+    }
+    case kDoorbell: {
+      auto cit = clients_.find(op->client);
+      if (cit == clients_.end()) return;
+      QueueServer* q = cit->second->FindQueue(op->queue);
+      if (q == nullptr) return;
+      auto dit = doorbell_ops_.find(q);
+      if (dit == doorbell_ops_.end() || dit->second != op) return;  // stale
+      doorbell_ops_.erase(dit);
+      if (res < 0) {
+        RINGD_LOG(kWarning, "client ", op->client, " queue ", op->queue,
+                  ": doorbell read failed: ", std::strerror(-res), "; queue no longer woken");
+        return;
+      }
+      Counters::Add(q->counters()->doorbells);
+      ArmDoorbell(*cit->second, *q);
+      OnDoorbell(op->client, op->queue);
+      return;
+    }
+  }
+}
+
+void EventLoop::OnAccept() {
+  while (true) {
+    UniqueFd fd(accept4(listener_.fd.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!fd.valid()) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        RINGD_LOG(kWarning, "accept4: ", std::strerror(errno));
+      }
+      return;
+    }
+    ucred uc{};
+    socklen_t len = sizeof uc;
+    PeerCred cred;
+    if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0) {
+      cred = {uc.pid, uc.uid, uc.gid};
+    }
+    const std::uint64_t id = next_client_id_++;
+    ++accepted_;
+    auto session = std::make_unique<ClientSession>(id, std::move(fd), cred, config_,
+                                                   backend_.get(), this);
+    ArmClient(*session);
+    clients_.emplace(id, std::move(session));
+  }
+}
+
+void EventLoop::OnSignal(PendingOp* op, int res) {
+  if (res != static_cast<int>(sizeof(signalfd_siginfo))) {
+    ArmSignal();
+    return;
+  }
+  signalfd_siginfo si;
+  std::memcpy(&si, op->buf, sizeof si);
+  if (si.ssi_signo == SIGHUP) {
+    RINGD_LOG(kInfo, "SIGHUP: ", clients_.size(), " client(s) connected; nothing to reload");
+    ArmSignal();
+    return;
+  }
+  RINGD_LOG(kInfo, "signal ", si.ssi_signo, " from pid ", si.ssi_pid, ": shutting down");
+  stopping_ = true;
+}
+
+void EventLoop::OnTimer() {
+  // Eventfd queues that stalled on a full CQ: the client may have reaped since.
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> retry(backlog_.begin(), backlog_.end());
+  backlog_.clear();
+  for (auto [cid, qid] : retry) OnDoorbell(cid, qid);
+}
+
+void EventLoop::OnClientReadable(std::uint64_t client_id) {
+  auto it = clients_.find(client_id);
+  if (it == clients_.end()) return;
+  if (!it->second->OnReadable()) {
+    Disconnect(client_id, "closed or misbehaved");
+    return;
+  }
+  ArmClient(*it->second);
+}
+
+void EventLoop::OnDoorbell(std::uint64_t client_id, std::uint32_t queue_id) {
+  auto it = clients_.find(client_id);
+  if (it == clients_.end()) return;
+  if (!it->second->DrainQueue(queue_id)) backlog_.insert({client_id, queue_id});
+}
+
+void EventLoop::Disconnect(std::uint64_t client_id, absl::string_view why) {
+  auto it = clients_.find(client_id);
+  if (it == clients_.end()) return;
+  ClientSession& c = *it->second;
+  if (auto op = client_ops_.find(client_id); op != client_ops_.end()) {
+    CancelOp(op->second);
+    client_ops_.erase(op);
+  }
+  c.Teardown();  // detaches queues (cancelling their doorbell reads), unpins, unmaps, closes
+  retired_ += c.CountersNow();
+  RINGD_LOG(kInfo, "client ", client_id, " (pid ", c.cred().pid, ") disconnected: ", why);
+  clients_.erase(it);
+}
+
+void EventLoop::Shutdown() {
+  Notify("STOPPING=1\nSTATUS=stopping: notifying clients");
+  for (auto& [id, c] : clients_) {
+    c->NotifyShutdown("ringd is stopping");
+    c->Teardown();
+    retired_ += c->CountersNow();
+  }
+  clients_.clear();
+  client_ops_.clear();
+  doorbell_ops_.clear();
+  for (auto& p : pollers_) p->Stop();
+  RINGD_LOG(kInfo, "stopped; every registration released");
+}
+
+std::string EventLoop::StatsJson() {
+  nlohmann::json j;
+  j["ringd"] = {{"pid", getpid()},
+                {"backend", std::string(backend_->name())},
+                {"device", backend_->device()},
+                {"pollers", config_.pollers},
+                {"uptime_s", (NowNs() - started_ns_) / 1'000'000'000},
+                {"clients_connected", clients_.size()},
+                {"clients_accepted", accepted_}};
+  CountersSnapshot total = retired_;
+  std::uint64_t registered = 0;
+  j["clients"] = nlohmann::json::array();
+  for (const auto& [id, c] : clients_) {
+    total += c->CountersNow();
+    registered += c->pinned_bytes();
+    j["clients"].push_back(c->ToJson());
+  }
+  j["global"] = total.ToJson();
+  j["global"]["registered_bytes"] = registered;
+  return j.dump();
+}
+
+}  // namespace pinring::ringd

@@ -1,0 +1,91 @@
+#include "service/flags.h"
+
+#include <cstdint>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "pinring/fork_mode.h"
+
+#ifndef PINRING_RUNTIME_DIR
+#define PINRING_RUNTIME_DIR "/run/pinring"
+#endif
+
+ABSL_FLAG(std::string, socket, PINRING_RUNTIME_DIR "/ringd.sock",
+          "Unix SOCK_SEQPACKET socket ringd listens on (ignored under systemd socket activation)");
+ABSL_FLAG(std::string, socket_mode, "0660", "Octal permission bits of the socket file");
+ABSL_FLAG(std::string, socket_group, "pinring",
+          "Group that owns the socket file (only applied if the group exists); members may connect");
+ABSL_FLAG(std::string, backend, "auto",
+          "Data-plane backend: auto (verbs when an RDMA device exists, else cpu), cpu (memcpy), "
+          "verbs (the NIC moves the bytes between pinned pages)");
+ABSL_FLAG(std::string, device, "", "RDMA device for --backend=verbs/auto (\"\" = the first one)");
+ABSL_FLAG(int, gid_index, -1,
+          "GID index for the loopback QP (-1 = the IPv4-mapped RoCE v2 GID, index 1 on rxe)");
+ABSL_FLAG(int, pollers, 1, "Busy-poll threads serving busy-poll and adaptive queues (1..64)");
+ABSL_FLAG(std::uint32_t, adaptive_poll_us, 50,
+          "Default time an adaptive queue is polled after its last work before ringd sleeps on "
+          "its doorbell (a queue may ask for its own)");
+ABSL_FLAG(std::uint32_t, max_queues, 16, "Per-client limit on queues");
+ABSL_FLAG(std::uint32_t, max_regions, 64, "Per-client limit on registered regions");
+ABSL_FLAG(std::uint32_t, max_ring_entries, 4096,
+          "Per-queue limit on submission and completion ring entries (power of two)");
+ABSL_FLAG(std::uint64_t, max_pinned_bytes, std::uint64_t{1} << 30,
+          "Per-client limit on registered (with --backend=verbs: pinned) bytes, rings and regions "
+          "together");
+ABSL_FLAG(std::uint64_t, max_region_bytes, std::uint64_t{256} << 20,
+          "Per-region size limit in bytes");
+ABSL_FLAG(std::string, default_fork_mode, "shared",
+          "Fork mode for ringd's own registration of queue rings, and for regions registered with "
+          "fork_mode 0xff: kernel, dontfork, readonly, write-for-read, shared");
+
+namespace pinring::ringd {
+
+absl::StatusOr<Config> ConfigFromFlags() {
+  Config c;
+  c.socket_path = absl::GetFlag(FLAGS_socket);
+  auto mode = ParseOctalMode(absl::GetFlag(FLAGS_socket_mode));
+  if (!mode.ok()) return absl::InvalidArgumentError(absl::StrCat("--socket_mode: ", mode.status().message()));
+  c.socket_mode = *mode;
+  c.socket_group = absl::GetFlag(FLAGS_socket_group);
+  auto backend = ParseBackendKind(absl::GetFlag(FLAGS_backend));
+  if (!backend.ok()) return backend.status();
+  c.backend = *backend;
+  c.device = absl::GetFlag(FLAGS_device);
+  c.gid_index = absl::GetFlag(FLAGS_gid_index);
+  c.pollers = absl::GetFlag(FLAGS_pollers);
+  c.adaptive_poll_us = absl::GetFlag(FLAGS_adaptive_poll_us);
+  c.limits.max_queues = absl::GetFlag(FLAGS_max_queues);
+  c.limits.max_regions = absl::GetFlag(FLAGS_max_regions);
+  c.limits.max_ring_entries = absl::GetFlag(FLAGS_max_ring_entries);
+  c.limits.max_pinned_bytes = absl::GetFlag(FLAGS_max_pinned_bytes);
+  c.limits.max_region_bytes = absl::GetFlag(FLAGS_max_region_bytes);
+  const std::string fm = absl::GetFlag(FLAGS_default_fork_mode);
+  auto fork_mode = ParseForkMode(fm);
+  if (!fork_mode.has_value() || *fork_mode == ForkMode::kReadOnly) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--default_fork_mode=", fm, ": expected kernel, dontfork, write-for-read or shared "
+        "(readonly cannot hold rings ringd writes)"));
+  }
+  c.default_fork_mode = *fork_mode;
+  if (absl::Status s = ValidateConfig(c); !s.ok()) return s;
+  return c;
+}
+
+void InstallUsageConfig() {
+  absl::SetProgramUsageMessage(
+      "ringd: the pinring daemon. Clients connect over a Unix socket, hand over memfd rings and "
+      "regions, and ringd executes their descriptors (cpu or RDMA verbs backend).\n"
+      "Usage: ringd [--flag=value ...] [--flagfile=FILE]");
+  absl::FlagsUsageConfig u;
+  u.contains_helpshort_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "service/");
+  };
+  u.contains_help_flags = u.contains_helpshort_flags;
+  absl::SetFlagsUsageConfig(u);
+}
+
+}  // namespace pinring::ringd

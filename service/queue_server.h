@@ -1,0 +1,90 @@
+// ringd's side of one client queue: its own views of the rings (its own head/tail, masks and
+// sizes), the doorbell and completion eventfds, and the loop body that turns descriptors into
+// completions. Served by exactly one thread at a time: a poller (busy-poll, adaptive) or the event
+// loop (eventfd).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "pinring/ring_format.h"
+#include "pinring/spsc_ring.h"
+#include "pinring/wire_protocol.h"
+#include "service/backend.h"
+#include "service/counters.h"
+#include "service/region_table.h"
+#include "service/unique_fd.h"
+
+namespace pinring::ringd {
+
+struct QueueParams {
+  std::uint32_t id = 0;
+  std::uint32_t sq_entries = 0;
+  std::uint32_t cq_entries = 0;
+  wire::DoorbellMode doorbell = wire::DoorbellMode::kBusyPoll;
+  wire::CompletionWait completion_wait = wire::CompletionWait::kSpin;
+  std::uint32_t adaptive_poll_us = 0;
+};
+
+class QueueServer {
+ public:
+  // `mapping` is the validated queue memfd mapping (layout already checked against
+  // ComputeQueueLayout). `regions`, `backend`, `counters` outlive the queue.
+  QueueServer(const QueueParams& p, UniqueFd memfd, Mapping mapping,
+              std::unique_ptr<BackendMemory> ring_registration, UniqueFd doorbell,
+              UniqueFd completion, RegionTable* regions, Backend* backend, Counters* counters);
+  ~QueueServer();
+
+  // Moves up to `max` descriptors to completions. Returns how many it completed (0: nothing to do,
+  // CQ full, or stopped). A corrupt index stops the queue (queue_error set, client woken).
+  std::uint32_t ServeOnce(std::uint32_t max = 64);
+
+  // Re-reads the client's sq_tail: is there work? (Adaptive sleep re-check.)
+  bool HasSubmissions();
+  // ringd's half of the doorbell protocol: sets or clears kSqNeedWakeup in sq_flags.
+  void SetNeedWakeup(bool on);
+
+  // Stops serving for good: completes what is already submitted with kShuttingDown (as far as
+  // the CQ has room) when `why` is kDaemonStopping, writes queue_error, signals the completion
+  // eventfd. REQUIRES: no thread is inside ServeOnce (the queue was detached from its server).
+  void Stop(QueueError why);
+
+  bool stopped() const { return stopped_.load(std::memory_order_acquire); }
+  QueueError error() const { return static_cast<QueueError>(error_.load(std::memory_order_acquire)); }
+  const QueueParams& params() const { return params_; }
+  int doorbell_fd() const { return doorbell_.get(); }
+  std::uint64_t ring_bytes() const { return mapping_.size(); }
+  std::uint64_t pinned_bytes() const {
+    return ring_registration_ != nullptr ? ring_registration_->pinned_bytes() : 0;
+  }
+  std::uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
+  Counters* counters() const { return counters_; }
+
+  // Adaptive-mode bookkeeping, owned by the serving poller thread.
+  std::int64_t last_work_ns = 0;
+  bool sleeping = false;
+
+ private:
+  void Fail(QueueError why);
+  void SignalCompletion(bool always);
+
+  QueueHeader* header() const { return reinterpret_cast<QueueHeader*>(mapping_.addr()); }
+
+  const QueueParams params_;
+  UniqueFd memfd_;
+  Mapping mapping_;
+  std::unique_ptr<BackendMemory> ring_registration_;  // declared after mapping_: unpinned first
+  UniqueFd doorbell_;
+  UniqueFd completion_;
+  RegionTable* regions_;
+  Backend* backend_;
+  Counters* counters_;
+  SubmissionConsumer sq_;
+  CompletionProducer cq_;
+  std::atomic<bool> stopped_{false};
+  std::atomic<std::uint32_t> error_{0};
+  std::atomic<std::uint64_t> completed_{0};
+};
+
+}  // namespace pinring::ringd

@@ -1,0 +1,177 @@
+// The verbs backend: every ring and region is registered with ibv_reg_mr (pinned), and data moves
+// on the device through a loopback RC QP pair:
+//   COPY     = RDMA WRITE from the source MR to the destination MR (chunked)
+//   CHECKSUM = RDMA READ of the range into ringd's bounce MR, FNV-1a over what the device returned
+//   FILL     = fill the bounce MR with the value, RDMA WRITE it over the range (chunked)
+// One QP serves all pollers under a mutex: under soft-RoCE the device, not the lock, is the limit.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <span>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "pinring/status.h"
+#include "pinring/verbs_device.h"
+#include "service/backend.h"
+#include "service/descriptor_validator.h"
+#include "service/log.h"
+
+namespace pinring::ringd {
+namespace {
+
+constexpr std::uint64_t kChunk = 1u << 20;    // bytes per work request
+constexpr std::size_t kBounceSize = 1u << 20;  // CHECKSUM / FILL staging
+constexpr std::uint32_t kQpDepth = 16;
+
+class VerbsMemory final : public BackendMemory {
+ public:
+  VerbsMemory(MemoryRegion mr, std::atomic<std::uint64_t>* total)
+      : mr_(std::move(mr)), total_(total) {
+    total_->fetch_add(mr_.length(), std::memory_order_relaxed);  // statistic / limit pre-check
+  }
+  ~VerbsMemory() override { total_->fetch_sub(mr_.length(), std::memory_order_relaxed); }
+  std::uint64_t pinned_bytes() const override { return mr_.length(); }
+  const MemoryRegion& mr() const { return mr_; }
+
+ private:
+  MemoryRegion mr_;
+  std::atomic<std::uint64_t>* total_;
+};
+
+const MemoryRegion& MrOf(const Region* r) {
+  // Every region of a verbs ringd was registered by this backend.
+  return static_cast<const VerbsMemory*>(r->backend_memory.get())->mr();
+}
+
+class VerbsBackend final : public Backend {
+ public:
+  explicit VerbsBackend(std::unique_ptr<VerbsDevice> dev) : dev_(std::move(dev)) {}
+  ~VerbsBackend() override {
+    absl::MutexLock l(&mu_);
+    qp_.reset();
+    bounce_mr_ = MemoryRegion();
+  }
+
+  absl::Status Init() {
+    absl::MutexLock l(&mu_);
+    bounce_.resize(kBounceSize);
+    PINRING_ASSIGN_OR_RETURN(bounce_mr_,
+                             dev_->Register(bounce_.data(), bounce_.size(),
+                                            IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ |
+                                                IBV_ACCESS_REMOTE_WRITE));
+    PINRING_ASSIGN_OR_RETURN(qp_, LoopbackQp::Create(*dev_, kQpDepth));
+    return absl::OkStatus();
+  }
+
+  absl::string_view name() const override { return "verbs"; }
+  std::string device() const override { return dev_->name(); }
+
+  absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void* addr, std::size_t len,
+                                                          bool device_writable) override {
+    // RLIMIT_MEMLOCK pre-check: without CAP_IPC_LOCK (approximated by euid 0) the kernel refuses
+    // pins beyond the limit; say so with numbers instead of a bare ENOMEM.
+    rlimit rl{};
+    if (geteuid() != 0 && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+      const std::uint64_t pinned = pinned_total_.load(std::memory_order_relaxed);
+      if (pinned + len > rl.rlim_cur) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "pinning ", len, " more bytes would exceed ringd's RLIMIT_MEMLOCK (", rl.rlim_cur,
+            " bytes, ", pinned, " already pinned): run ringd with `ulimit -l unlimited`, or "
+            "LimitMEMLOCK=infinity in ringd.service"));
+      }
+    }
+    // readonly: the device may read (RDMA READ source, WRITE source) but never write: no
+    // LOCAL_WRITE, no REMOTE_WRITE, so the pin is a read pin. Everything else: full access
+    // (write-for-read deliberately asks for write access it never uses).
+    const int access = device_writable ? (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
+                                          IBV_ACCESS_REMOTE_READ)
+                                       : IBV_ACCESS_REMOTE_READ;
+    PINRING_ASSIGN_OR_RETURN(MemoryRegion mr, dev_->Register(addr, len, access));
+    return std::unique_ptr<BackendMemory>(new VerbsMemory(std::move(mr), &pinned_total_));
+  }
+
+  OpResult Execute(const ValidatedOp& op) override {
+    const Descriptor& d = op.desc;
+    if (op.opcode == Opcode::kNop) return {};
+    absl::MutexLock l(&mu_);
+    if (qp_ == nullptr || qp_->broken()) {
+      // A failed completion leaves the QP in ERROR: replace it so one bad op does not poison the
+      // device for every other client.
+      qp_.reset();
+      auto qp = LoopbackQp::Create(*dev_, kQpDepth);
+      if (!qp.ok()) {
+        RINGD_LOG(kError, "recreating the loopback QP: ", qp.status().ToString());
+        return {CompletionStatus::kDeviceError, 0};
+      }
+      qp_ = std::move(*qp);
+    }
+    absl::Status s;
+    std::uint64_t result = d.length;
+    switch (op.opcode) {
+      case Opcode::kCopy:
+        for (std::uint64_t pos = 0; pos < d.length && s.ok(); pos += kChunk) {
+          const std::uint64_t n = std::min(kChunk, d.length - pos);
+          s = qp_->Write(MrOf(op.src), d.src_offset + pos, MrOf(op.dst), d.dst_offset + pos, n);
+        }
+        break;
+      case Opcode::kChecksum: {
+        std::uint64_t h = kFnv1a64Seed;
+        for (std::uint64_t pos = 0; pos < d.length && s.ok(); pos += kBounceSize) {
+          const std::uint64_t n = std::min<std::uint64_t>(kBounceSize, d.length - pos);
+          s = qp_->Read(MrOf(op.src), d.src_offset + pos, bounce_mr_, 0, n);
+          // What the device delivered into the bounce buffer, not what the CPU sees in the region.
+          if (s.ok()) h = Fnv1a64(std::span<const std::byte>(bounce_.data(), n), h);
+        }
+        result = h;
+        break;
+      }
+      case Opcode::kFill: {
+        const std::uint64_t staged = std::min<std::uint64_t>(kBounceSize, d.length);
+        if ((d.flags & kDescFlagFillPattern64) != 0) {
+          for (std::uint64_t i = 0; i + 8 <= staged; i += 8) std::memcpy(&bounce_[i], &d.value, 8);
+        } else {
+          std::memset(bounce_.data(), static_cast<int>(d.value & 0xff), staged);
+        }
+        // kBounceSize is a multiple of 8, so every chunk starts on the pattern's phase.
+        for (std::uint64_t pos = 0; pos < d.length && s.ok(); pos += kBounceSize) {
+          const std::uint64_t n = std::min<std::uint64_t>(kBounceSize, d.length - pos);
+          s = qp_->Write(bounce_mr_, 0, MrOf(op.dst), d.dst_offset + pos, n);
+        }
+        break;
+      }
+      case Opcode::kNop:
+        break;
+    }
+    if (!s.ok()) {
+      RINGD_LOG(kWarning, "verbs op ", static_cast<int>(d.opcode), " failed: ", s.ToString());
+      return {CompletionStatus::kDeviceError, 0};
+    }
+    return {CompletionStatus::kOk, result};
+  }
+
+ private:
+  std::unique_ptr<VerbsDevice> dev_;
+  std::atomic<std::uint64_t> pinned_total_{0};
+  absl::Mutex mu_;
+  std::vector<std::byte> bounce_ ABSL_GUARDED_BY(mu_);
+  MemoryRegion bounce_mr_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<LoopbackQp> qp_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Backend>> MakeVerbsBackend(absl::string_view device,
+                                                          int gid_index) {
+  PINRING_ASSIGN_OR_RETURN(auto dev, VerbsDevice::Open(device, 1, gid_index));
+  auto b = std::make_unique<VerbsBackend>(std::move(dev));
+  PINRING_RETURN_IF_ERROR(b->Init());
+  return std::unique_ptr<Backend>(std::move(b));
+}
+
+}  // namespace pinring::ringd
