@@ -1,0 +1,62 @@
+// One ringd per benchmark process, started on first use on a private socket and killed at exit,
+// plus the client connected to it. ringd is spawned while the calling thread is pinned to kCpuB,
+// so ringd (its event loop and its poller threads) inherits that CPU; the measuring client then
+// pins itself to kCpuA. With two cores a busy-poll ringd and a spinning client occupy both.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "bench_util.h"
+#include "pinring/client.h"
+#include "pinring/queue.h"
+#include "tests/common/ringd_process.h"
+
+namespace pinring::bench {
+
+struct RingdFixture {
+  std::unique_ptr<testing::RingdProcess> ringd;
+  Client client;
+  std::string error;  // non-empty: ringd or the client could not be set up; benchmarks skip
+};
+
+// REQUIRES: called from the benchmark thread. `args` are ringd's flags (the socket is added).
+inline RingdFixture& GetRingd(const std::vector<std::string>& args) {
+  static RingdFixture f = [&] {
+    RingdFixture out;
+    {
+      ScopedAffinity restore;
+      PinToCpu(kCpuB);
+      auto p = testing::RingdProcess::Start(args);
+      if (!p.ok()) {
+        out.error = "ringd: " + std::string(p.status().message());
+        return out;
+      }
+      out.ringd = std::move(*p);
+    }
+    ClientOptions o;
+    o.socket_path = out.ringd->socket_path();
+    o.name = "pinring-bench";
+    auto c = Client::Connect(o);
+    if (!c.ok()) {
+      out.error = "Client::Connect: " + std::string(c.status().message());
+      return out;
+    }
+    out.client = std::move(*c);
+    return out;
+  }();
+  return f;
+}
+
+// Spins until `n` completions are ready; false if the queue became unusable (Health() says why).
+inline bool SpinForCompletions(Queue& q, std::uint32_t n) {
+  std::uint64_t spins = 0;
+  while (q.PeekCompletions(n) < n) {
+    if ((++spins & 0xffffff) == 0 && !q.Health().ok()) return false;
+  }
+  return true;
+}
+
+}  // namespace pinring::bench

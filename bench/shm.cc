@@ -1,0 +1,123 @@
+// pinring-bench-shm: the shm transport through a real ringd (--backend=cpu), measured the way the
+// baselines in pinring-bench-baselines are (pinned CPUs, TSC timing, p50/p99/p99.9 counters).
+//
+//   BM_ShmNopRoundTrip/busy-poll   one NOP: Reserve/Slot/Commit, spin on PeekCompletions.
+//                                  ringd's poller spins on the ring (DoorbellMode::kBusyPoll).
+//   BM_ShmNopRoundTrip/eventfd     one NOP; ringd sleeps and is woken through the doorbell eventfd
+//                                  when it set need-wakeup; the client blocks on the completion
+//                                  eventfd (CompletionWait::kBlock). Anchor: eventfd ping-pong.
+//   BM_ShmNopRoundTrip/adaptive    one NOP; ringd spins adaptive_poll_us after work, then sleeps;
+//                                  the client spins.
+//   BM_ShmNopBatch/batch:B         B NOPs committed at once (one doorbell decision), then spin for
+//                                  B completions: the shape of io_uring_submit_and_wait(B).
+#include <cstdint>
+#include <string>
+
+#include "bench_util.h"
+#include "pinring/descriptors.h"
+#include "ringd_fixture.h"
+
+namespace pinring::bench {
+namespace {
+
+RingdFixture& Ringd() { return GetRingd({"--backend=cpu"}); }
+
+absl::StatusOr<Queue> MakeQueue(wire::DoorbellMode doorbell, wire::CompletionWait wait) {
+  QueueOptions o;
+  o.sq_entries = 256;
+  o.doorbell = doorbell;
+  o.completion_wait = wait;
+  return Ringd().client.CreateQueue(o);
+}
+
+void BM_ShmNopRoundTrip(benchmark::State& state, wire::DoorbellMode doorbell,
+                        wire::CompletionWait wait) {
+  RingdFixture& f = Ringd();
+  if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
+  ScopedAffinity restore;
+  PinToCpu(kCpuA);
+  auto q = MakeQueue(doorbell, wait);
+  if (!q.ok()) return state.SkipWithError(std::string(q.status().message()).c_str());
+  LatencyRecorder lat(state);
+  std::uint64_t seq = 0;
+  bool ok = true;
+  for (auto _ : state) {
+    const std::uint64_t t0 = Ticks();
+    while (q->Reserve(1) == 0) {
+    }
+    q->Slot(0) = MakeNop(++seq);
+    q->Commit(1);
+    if (wait == wire::CompletionWait::kSpin) {
+      ok = SpinForCompletions(*q, 1);
+    } else {
+      ok = q->WaitCompletions(1, absl::Seconds(10)).ok();
+    }
+    if (!ok) break;
+    ok = q->CompletionAt(0).user_data == seq;
+    q->ReleaseCompletions(1);
+    lat.Add(Ticks() - t0);
+  }
+  if (!ok) return state.SkipWithError(std::string(q->Health().ToString()).c_str());
+  lat.Report(state);
+  state.SetItemsProcessed(state.iterations());
+  state.counters["doorbells"] = static_cast<double>(q->doorbells_rung());
+  state.SetLabel("client cpu 0, ringd cpu 1");
+}
+
+void BM_ShmNopBatch(benchmark::State& state) {
+  RingdFixture& f = Ringd();
+  if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
+  ScopedAffinity restore;
+  PinToCpu(kCpuA);
+  const auto batch = static_cast<std::uint32_t>(state.range(0));
+  auto q = MakeQueue(wire::DoorbellMode::kBusyPoll, wire::CompletionWait::kSpin);
+  if (!q.ok()) return state.SkipWithError(std::string(q.status().message()).c_str());
+  LatencyRecorder lat(state);
+  std::uint64_t seq = 0;
+  bool ok = true;
+  for (auto _ : state) {
+    const std::uint64_t t0 = Ticks();
+    std::uint32_t n;
+    while ((n = q->Reserve(batch)) < batch) {
+    }
+    for (std::uint32_t i = 0; i < batch; ++i) q->Slot(i) = MakeNop(++seq);
+    q->Commit(batch);
+    if (!(ok = SpinForCompletions(*q, batch))) break;
+    q->ReleaseCompletions(batch);
+    lat.Add(Ticks() - t0);
+  }
+  if (!ok) return state.SkipWithError(std::string(q->Health().ToString()).c_str());
+  lat.Report(state);  // per batch
+  state.SetItemsProcessed(state.iterations() * batch);
+  // Bytes moved through the rings: a 64 B descriptor out and a 32 B completion back per NOP.
+  state.SetBytesProcessed(state.iterations() * batch *
+                          static_cast<std::int64_t>(sizeof(Descriptor) + sizeof(Completion)));
+  state.SetLabel("client cpu 0, ringd cpu 1");
+}
+
+}  // namespace
+}  // namespace pinring::bench
+
+int main(int argc, char** argv) {
+  using namespace pinring::bench;
+  using pinring::wire::CompletionWait;
+  using pinring::wire::DoorbellMode;
+  return RunMain(argc, argv, [](const Options&) {
+    benchmark::RegisterBenchmark("BM_ShmNopRoundTrip/busy-poll", BM_ShmNopRoundTrip,
+                                 DoorbellMode::kBusyPoll, CompletionWait::kSpin)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark("BM_ShmNopRoundTrip/eventfd", BM_ShmNopRoundTrip,
+                                 DoorbellMode::kEventfd, CompletionWait::kBlock)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark("BM_ShmNopRoundTrip/adaptive", BM_ShmNopRoundTrip,
+                                 DoorbellMode::kAdaptive, CompletionWait::kSpin)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark("BM_ShmNopBatch", BM_ShmNopBatch)
+        ->ArgName("batch")
+        ->Arg(1)
+        ->Arg(8)
+        ->Arg(32)
+        ->Arg(128)
+        ->UseRealTime();
+  });
+}
