@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/help.h"
 #include "pinring/client.h"
 
 ABSL_FLAG(std::string, socket, "",
@@ -55,9 +56,11 @@ absl::Status Run(pinring::Queue& q, const char* op, const pinring::Descriptor& d
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  static constexpr char kUsage[] =
       "Connects to ringd and runs NOP, FILL, COPY and CHECKSUM, verifying every result.\n"
-      "Usage: pinring-hello [--socket=PATH] [--size=BYTES] [--fork_mode=MODE] [--huge_pages]");
+      "Usage: pinring-hello [--socket=PATH] [--size=BYTES] [--fork_mode=MODE] [--huge_pages]";
+  if (pinring_examples::HandleHelp(argc, argv, kUsage)) return 0;
+  absl::SetProgramUsageMessage(kUsage);
   absl::ParseCommandLine(argc, argv);
 
   const auto mode = pinring::ParseForkMode(absl::GetFlag(FLAGS_fork_mode));

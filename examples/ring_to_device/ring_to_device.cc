@@ -41,6 +41,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/help.h"
 #include "pinring/client.h"
 
 ABSL_FLAG(std::string, socket, "",
@@ -96,10 +97,12 @@ absl::StatusOr<pinring::Completion> WriteSlotAndTrigger(pinring::Queue& q,
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  static constexpr char kUsage[] =
       "The 2020 ring-to-device scheme: map and register a ring, write slot 0, trigger, and let\n"
       "ringd (the device) read it from the pinned pages.\n"
-      "Usage: pinring-ring-to-device [--socket=PATH]");
+      "Usage: pinring-ring-to-device [--socket=PATH]";
+  if (pinring_examples::HandleHelp(argc, argv, kUsage)) return 0;
+  absl::SetProgramUsageMessage(kUsage);
   absl::ParseCommandLine(argc, argv);
 
   pinring::ClientOptions copts;

@@ -131,6 +131,7 @@ TEST_P(ModeTest, BatchesWrapTheRingAndDataIsRight) {
       q->Commit(n);
       next_submit += n;
     }
+    if (q->InFlight() == 0) continue;  // nothing to wait for yet
     auto ready = q->WaitCompletions(1, absl::Seconds(10));
     ASSERT_TRUE(ready.ok()) << ready.status() << " after " << next_complete;
     const std::uint32_t m = q->PeekCompletions(*ready);
@@ -332,9 +333,7 @@ TEST_F(ClientTest, BlockedWaiterIsWokenWhenRingdIsKilled) {
     if (r.ok()) {
       Completion out[64];
       (void)q->Reap(out);
-      if (q->InFlight() == 0) {
-        ASSERT_TRUE(q->Submit(fills).ok());
-      }
+      if (q->InFlight() == 0) st = q->Submit(fills).status();  // keep ringd busy
     }
   }
   killer.join();
