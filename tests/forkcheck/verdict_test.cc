@@ -110,6 +110,16 @@ TEST(Judge, ReadOnlyZeroPageOnOldKernelBlamesKernel) {
   EXPECT_NE(j.explanation.find("zero page"), std::string::npos);
 }
 
+TEST(Judge, ReadOnlyCoherentOnOldKernelIsExplainedNotFlagged) {
+  Judgement j = Judge(Scenario::kZeroPagePin, ForkMode::kReadOnly, K61(), Outcome::kCoherent,
+                      Bytes(100, 0, 0));
+  EXPECT_FALSE(j.mismatch);
+  EXPECT_NE(j.explanation.find("FOLL_FORCE|FOLL_WRITE"), std::string::npos);
+  j = Judge(Scenario::kZeroPagePin, ForkMode::kReadOnly, Modern(), Outcome::kCoherent,
+            Bytes(100, 0, 0));
+  EXPECT_TRUE(j.explanation.empty());
+}
+
 TEST(Judge, StaleAfterForkWithoutCopyOnForkBlamesKernel) {
   Judgement j = Judge(Scenario::kParentWriteChildAlive, ForkMode::kKernel, K54(),
                       Outcome::kStale, Bytes(0, 0, 100));

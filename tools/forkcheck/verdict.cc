@@ -170,7 +170,8 @@ Judgement Judge(Scenario s, ForkMode m, const KernelFacts& k, Outcome got,
   if (got == Outcome::kSkipped) {
     j.blame = Blame::kEnvironment;
     j.explanation = obs.skip_reason;
-    if (obs.skip_reason.find("backend") != std::string::npos) j.blame = Blame::kBackend;
+    // "backend: ..." = the backend cannot express the mode; "backend X unavailable" = no device.
+    if (obs.skip_reason.rfind("backend:", 0) == 0) j.blame = Blame::kBackend;
     return j;
   }
   j.mismatch = got != j.expected.outcome;
@@ -184,6 +185,15 @@ Judgement Judge(Scenario s, ForkMode m, const KernelFacts& k, Outcome got,
     switch (got) {
       case Outcome::kCoherent:
         j.blame = Blame::kNone;
+        if (m == ForkMode::kReadOnly && !k.reliable_readonly_pins &&
+            (s == Scenario::kZeroPagePin || IsForkScenario(s))) {
+          // Better than the version check predicts: say why instead of leaving it unexplained.
+          j.explanation = absl::StrCat(
+              "coherent although kernel ", k.release,
+              " predates reliable read-only long-term pins (6.2): before 6.2 the RDMA core "
+              "(ib_umem_get) pinned read-only MRs with FOLL_FORCE|FOLL_WRITE, i.e. the kernel "
+              "itself did write-for-read; 6.2 dropped FOLL_FORCE when R/O pins became reliable");
+        }
         break;
       case Outcome::kStale:
         j.blame = Blame::kApplication;
