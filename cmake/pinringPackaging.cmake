@@ -25,13 +25,13 @@ set(CPACK_PACKAGING_INSTALL_PREFIX "/usr")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION "net")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "${PROJECT_DESCRIPTION}
- ringd owns an RDMA device (or runs a cpu backend without one); client processes link libpinring,
- write descriptors into shared-memory rings and reap completions. Every memory registration runs
- under a fork-safety mode the user selects.
- .
- This package holds ringd and its systemd units, ringctl, pinring-forkcheck, and the client
- library with headers, a CMake package (find_package(pinring)) and pinring.pc.")
+# The body of the Description field; CPack puts the summary above it and indents every line.
+set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "ringd owns an RDMA device (or runs a cpu backend without one); client
+processes link libpinring, write descriptors into shared-memory rings and reap completions.
+Every memory registration runs under a fork-safety mode the user selects.
+
+This package holds ringd and its systemd units, ringctl, pinring-forkcheck, and the client
+library with headers, a CMake package (find_package(pinring)) and pinring.pc.")
 # Run-time library dependencies come from dpkg-shlibdeps on the installed binaries (libabsl,
 # libibverbs1, librdmacm1, liburing2, libsystemd0, libstdc++6, ...). systemd provides
 # systemd-sysusers and systemd-tmpfiles, which the maintainer scripts run.

@@ -24,7 +24,7 @@ for f in include/pinring/client.h include/pinring/wire_protocol.h lib/libpinring
 	lib/systemd/system/ringd.service lib/systemd/system/ringd.socket \
 	lib/sysusers.d/pinring.conf lib/tmpfiles.d/pinring.conf etc/pinring/ringd.flags \
 	share/man/man8/ringd.8 share/man/man1/ringctl.1 share/man/man1/pinring-forkcheck.1 \
-	bin/ringctl; do
+	bin/ringctl bin/pinring-forkcheck; do
 	[[ -e $PREFIX/$f ]] || fail "$f is not installed"
 done
 if [[ $HAS_RINGD == ON ]]; then

@@ -11,17 +11,21 @@ namespace {
 using nlohmann::json;
 
 json Sample() {
+  // The shape ringd's StatsReply has (service/stats).
   return json::parse(R"({
-    "backend": "cpu", "device": "", "clients_total": 3,
+    "ringd": {"backend": "cpu", "device": "", "pid": 99, "uptime_s": 7, "clients_accepted": 3},
     "clients": [
-      {"id": 4, "pid": 1234, "uid": 1001, "name": "pinring-hello", "pinned_bytes": 1114112,
-       "queues": [{"id": 1, "sq_entries": 256, "cq_entries": 512, "doorbell_mode": "eventfd"}],
+      {"id": 4, "pid": 1234, "uid": 1001, "gid": 1001, "name": "pinring-hello",
+       "pinned_bytes": 1114112, "registered_bytes": 1142784,
+       "counters": {"ops": {"nop": 2, "fill": 5}, "completions": {"ok": 6, "out-of-bounds": 1},
+                    "bytes_moved": 65536, "doorbells": 3, "wakeups": 1, "registrations": 3},
+       "queues": [{"id": 1, "sq_entries": 256, "cq_entries": 512, "doorbell": "eventfd"}],
        "regions": [{"handle": 1, "size": 1048576, "pinned_bytes": 1048576, "fork_mode": "dontfork"},
                    {"handle": 2, "size": 4096, "pinned_bytes": 4096, "fork_mode": "shared"}]}
     ],
-    "counters": {"ops": {"nop": 2, "copy": 0, "checksum": 0, "fill": 5},
-                 "completions": {"ok": 6, "out-of-bounds": 1},
-                 "bytes_moved": 65536, "doorbells": 3, "wakeups": 1, "registrations": 3}
+    "global": {"ops": {"nop": 2, "copy": 0, "checksum": 0, "fill": 5},
+               "completions": {"ok": 6, "out-of-bounds": 1}, "registered_bytes": 1142784,
+               "bytes_moved": 65536, "doorbells": 3, "wakeups": 1, "registrations": 3}
   })");
 }
 
@@ -42,6 +46,7 @@ TEST(RingctlReport, NestedQueuesAndRegionsAreTaggedWithTheirClient) {
 TEST(RingctlReport, StatusShowsClientsQueuesRegionsWithPinnedBytesAndForkMode) {
   const std::string s = FormatStatus(Sample());
   EXPECT_NE(s.find("backend:"), std::string::npos) << s;
+  EXPECT_NE(s.find("uptime_s:"), std::string::npos) << s;
   EXPECT_NE(s.find("clients (1)"), std::string::npos) << s;
   EXPECT_NE(s.find("pinring-hello"), std::string::npos) << s;
   EXPECT_NE(s.find("1.1 MiB"), std::string::npos) << s;  // the client's pinned bytes
@@ -65,6 +70,8 @@ TEST(RingctlReport, CountersBreakDownOpsAndErrors) {
   EXPECT_NE(s.find("out-of-bounds"), std::string::npos) << s;
   EXPECT_NE(s.find("64.0 KiB"), std::string::npos) << s;
   EXPECT_NE(s.find("doorbells"), std::string::npos) << s;
+  EXPECT_NE(s.find("per client"), std::string::npos) << s;
+  EXPECT_NE(s.find("pinring-hello  7    1"), std::string::npos) << s;  // ops, errors
 }
 
 TEST(RingctlReport, PrometheusHasHelpTypeAndLabelledCounters) {
@@ -79,6 +86,12 @@ TEST(RingctlReport, PrometheusHasHelpTypeAndLabelledCounters) {
             std::string::npos)
       << m;
   EXPECT_NE(m.find("pinring_info{backend=\"cpu\",device=\"\"} 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("pinring_uptime_seconds 7\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("# TYPE pinring_clients_accepted_total counter\n"), std::string::npos) << m;
+  // Bytes held now are a gauge, not a counter.
+  EXPECT_NE(m.find("# TYPE pinring_registered_bytes gauge\npinring_registered_bytes 1142784\n"),
+            std::string::npos)
+      << m;
   // Every sample line's metric has a TYPE line before it.
   std::size_t pos = 0;
   while (pos < m.size()) {

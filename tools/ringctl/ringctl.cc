@@ -27,7 +27,8 @@ usage: ringctl [--socket=PATH] [--json] COMMAND
 commands:
   status     ringd's backend and totals, then the clients, queues and regions tables
              (pid, uid, name; ring sizes and doorbell mode; pinned bytes and fork mode)
-  clients    only the clients table          queues    only the queues table
+  clients    only the clients table
+  queues     only the queues table
   regions    only the regions table
   counters   ops by opcode, errors by code, doorbells, wakeups, bytes moved, registrations
   metrics    the same counters and gauges in the Prometheus text format (0.0.4)

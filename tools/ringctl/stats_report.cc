@@ -19,14 +19,12 @@ using nlohmann::json;
 // Column order for the known fields of each section; other scalar fields follow alphabetically.
 const std::vector<std::string>& PreferredColumns(absl::string_view section) {
   static const std::vector<std::string> kClients = {
-      "id", "client_id", "pid", "uid", "gid", "name", "queues", "regions", "pinned_bytes",
-      "fork_generation"};
+      "id", "pid", "uid", "gid", "name", "queues", "regions", "pinned_bytes", "registered_bytes"};
   static const std::vector<std::string> kQueues = {
-      "client", "client_id", "id", "queue_id", "sq_entries", "cq_entries", "doorbell_mode",
-      "completion_wait", "pinned_bytes", "submitted", "completed", "errors"};
+      "client", "id", "sq_entries", "cq_entries", "doorbell", "completion_wait",
+      "adaptive_poll_us", "ring_bytes", "completed", "error"};
   static const std::vector<std::string> kRegions = {
-      "client", "client_id", "handle", "id", "size", "pinned_bytes", "fork_mode", "huge_pages",
-      "flags"};
+      "client", "handle", "size", "pinned_bytes", "fork_mode", "device_writable", "huge_pages"};
   static const std::vector<std::string> kNone;
   if (section == "clients") return kClients;
   if (section == "queues") return kQueues;
@@ -109,10 +107,27 @@ std::string Number(const json& v) {
   return v.dump();
 }
 
+// ringd's global counters: "global" (or "counters" from an older ringd).
 const json& Counters(const json& stats) {
   static const json kEmpty = json::object();
-  auto it = stats.find("counters");
+  for (const char* key : {"global", "counters"}) {
+    auto it = stats.find(key);
+    if (it != stats.end() && it->is_object()) return *it;
+  }
+  return kEmpty;
+}
+
+// ringd's own facts (backend, device, pid, uptime, ...): the "ringd" object.
+const json& Facts(const json& stats) {
+  static const json kEmpty = json::object();
+  auto it = stats.find("ringd");
   return it != stats.end() && it->is_object() ? *it : kEmpty;
+}
+
+// Byte amounts held right now (registered_bytes, pinned_bytes) are gauges; everything else in the
+// counters object only grows.
+bool IsGaugeKey(absl::string_view key) {
+  return key.size() > 6 && key.substr(key.size() - 6) == "_bytes";
 }
 
 // The label a nested counter object is broken down by.
@@ -172,11 +187,11 @@ json Rows(const json& stats, absl::string_view section) {
   for (const json& client : Rows(stats, "clients")) {
     auto it = client.find(key);
     if (it == client.end() || !it->is_array()) continue;
-    json id = client.contains("id") ? client["id"] : client.value("client_id", json());
+    const json id = client.value("id", json());
     for (const json& r : *it) {
       if (!r.is_object()) continue;
       json row = r;
-      if (!row.contains("client") && !row.contains("client_id")) row["client"] = id;
+      if (!row.contains("client")) row["client"] = id;
       rows.push_back(std::move(row));
     }
   }
@@ -233,14 +248,13 @@ std::string FormatSection(const json& stats, absl::string_view section) {
 
 std::string FormatStatus(const json& stats) {
   std::string out = "ringd\n";
-  std::vector<std::vector<std::string>> facts;
-  for (auto it = stats.begin(); it != stats.end(); ++it) {
+  const json& facts = Facts(stats);
+  if (facts.empty()) absl::StrAppend(&out, "  (ringd reported no facts)\n");
+  for (auto it = facts.begin(); it != facts.end(); ++it) {
     if (it->is_object() || it->is_array()) continue;
-    facts.push_back({it.key(), Cell(*it, it.key())});
-  }
-  for (const auto& f : facts) {
-    absl::StrAppend(&out, "  ", f[0], ":", std::string(f[0].size() < 20 ? 20 - f[0].size() : 1, ' '),
-                    f[1], "\n");
+    const std::string& key = it.key();
+    absl::StrAppend(&out, "  ", key, ":", std::string(key.size() < 20 ? 20 - key.size() : 1, ' '),
+                    Cell(*it, key), "\n");
   }
   for (absl::string_view section : {"clients", "queues", "regions"}) {
     absl::StrAppend(&out, "\n", FormatSection(stats, section));
@@ -287,6 +301,34 @@ std::string FormatCounters(const json& stats) {
     rows.push_back({it.key(), v});
   }
   absl::StrAppend(&out, "totals\n", Table({"counter", "value"}, rows));
+
+  // Per client: the same counters, one row each.
+  std::vector<std::vector<std::string>> per_client;
+  for (const json& c : Rows(stats, "clients")) {
+    const json cc = c.value("counters", json::object());
+    if (!cc.is_object()) continue;
+    std::uint64_t ops = 0, errors = 0;
+    const json by_opcode = cc.value("ops", json::object());
+    for (auto it = by_opcode.begin(); it != by_opcode.end(); ++it) {
+      if (it->is_number_unsigned()) ops += it->get<std::uint64_t>();
+    }
+    const json by_status = cc.value("completions", json::object());
+    for (auto it = by_status.begin(); it != by_status.end(); ++it) {
+      if (it.key() != "ok" && it->is_number_unsigned()) errors += it->get<std::uint64_t>();
+    }
+    per_client.push_back({Cell(c.value("id", json()), "id"), Cell(c.value("name", json()), "name"),
+                          absl::StrCat(ops), absl::StrCat(errors),
+                          Cell(cc.value("bytes_moved", json()), "bytes_moved"),
+                          Cell(cc.value("doorbells", json()), "doorbells"),
+                          Cell(cc.value("wakeups", json()), "wakeups"),
+                          Cell(cc.value("registrations", json()), "registrations")});
+  }
+  if (!per_client.empty()) {
+    absl::StrAppend(&out, "\nper client\n",
+                    Table({"id", "name", "ops", "errors", "bytes_moved", "doorbells", "wakeups",
+                           "registrations"},
+                          per_client));
+  }
   return out;
 }
 
@@ -295,22 +337,31 @@ std::string FormatPrometheus(const json& stats) {
   AppendMetric(&out, "pinring_up", "gauge", "1 when ringd answered the stats request.");
   absl::StrAppend(&out, "pinring_up 1\n");
 
-  // ringd's string facts as one info metric; its numeric facts as gauges.
+  // ringd's string facts as one info metric; its numeric facts as gauges (counters where they
+  // only grow).
+  const json& facts = Facts(stats);
   std::vector<std::string> info;
-  for (auto it = stats.begin(); it != stats.end(); ++it) {
+  for (auto it = facts.begin(); it != facts.end(); ++it) {
     if (it->is_string()) {
       info.push_back(absl::StrCat(MetricName(it.key()), "=\"", LabelValue(it->get<std::string>()),
                                   "\""));
     }
   }
   if (!info.empty()) {
-    AppendMetric(&out, "pinring_info", "gauge", "ringd's configuration, as labels.");
+    AppendMetric(&out, "pinring_info", "gauge", "ringd's backend and device, as labels.");
     absl::StrAppend(&out, "pinring_info{", absl::StrJoin(info, ","), "} 1\n");
   }
-  for (auto it = stats.begin(); it != stats.end(); ++it) {
+  for (auto it = facts.begin(); it != facts.end(); ++it) {
     if (!it->is_number() && !it->is_boolean()) continue;
-    const std::string name = absl::StrCat("pinring_", MetricName(it.key()));
-    AppendMetric(&out, name, "gauge", absl::StrCat("ringd's ", it.key(), "."));
+    std::string name = absl::StrCat("pinring_", MetricName(it.key()));
+    std::string type = "gauge";
+    if (it.key() == "uptime_s") {
+      name = "pinring_uptime_seconds";
+    } else if (it.key() == "clients_accepted") {
+      name = "pinring_clients_accepted_total";
+      type = "counter";
+    }
+    AppendMetric(&out, name, type, absl::StrCat("ringd's ", it.key(), "."));
     absl::StrAppend(&out, name, " ", Number(*it), "\n");
   }
   for (absl::string_view section : {"clients", "queues", "regions"}) {
@@ -318,27 +369,36 @@ std::string FormatPrometheus(const json& stats) {
     AppendMetric(&out, name, "gauge", absl::StrCat("Number of ", section, " ringd holds now."));
     absl::StrAppend(&out, name, " ", Rows(stats, section).size(), "\n");
   }
-  // Pinned bytes per client: what an operator watches against the memlock budget.
+  // Pinned and registered bytes per client: what an operator watches against the limits.
   const json clients = Rows(stats, "clients");
-  bool header = false;
-  for (const json& c : clients) {
-    if (!c.contains("pinned_bytes") || !c["pinned_bytes"].is_number()) continue;
-    if (!header) {
-      AppendMetric(&out, "pinring_client_pinned_bytes", "gauge",
-                   "Bytes pinned for one client (rings and regions).");
-      header = true;
+  for (const char* key : {"pinned_bytes", "registered_bytes"}) {
+    const std::string name = absl::StrCat("pinring_client_", key);
+    bool header = false;
+    for (const json& c : clients) {
+      if (!c.contains(key) || !c[key].is_number()) continue;
+      if (!header) {
+        AppendMetric(&out, name, "gauge",
+                     absl::StrCat("Bytes one client has ", key[0] == 'p' ? "pinned" : "registered",
+                                  " with ringd (rings and regions)."));
+        header = true;
+      }
+      const json id = c.value("id", json());
+      absl::StrAppend(&out, name, "{client=\"",
+                      LabelValue(id.is_string() ? id.get<std::string>() : id.dump()), "\",name=\"",
+                      LabelValue(c.value("name", "")), "\"} ", Number(c[key]), "\n");
     }
-    const json id = c.contains("id") ? c["id"] : c.value("client_id", json());
-    absl::StrAppend(&out, "pinring_client_pinned_bytes{client=\"",
-                    LabelValue(id.is_string() ? id.get<std::string>() : id.dump()), "\",name=\"",
-                    LabelValue(c.value("name", "")), "\"} ", Number(c["pinned_bytes"]), "\n");
   }
 
   const json& counters = Counters(stats);
   for (auto it = counters.begin(); it != counters.end(); ++it) {
-    std::string base = MetricName(it.key());
-    if (base.size() < 6 || base.compare(base.size() - 6, 6, "_total") != 0) base += "_total";
-    const std::string name = absl::StrCat("pinring_", base);
+    if (IsGaugeKey(it.key())) {
+      if (!it->is_number()) continue;
+      const std::string name = absl::StrCat("pinring_", MetricName(it.key()));
+      AppendMetric(&out, name, "gauge", absl::StrCat("Bytes ringd holds now (", it.key(), ")."));
+      absl::StrAppend(&out, name, " ", Number(*it), "\n");
+      continue;
+    }
+    const std::string name = absl::StrCat("pinring_", MetricName(it.key()), "_total");
     if (it->is_object()) {
       AppendMetric(&out, name, "counter", HelpFor(it.key()));
       const std::string label = LabelFor(it.key());
