@@ -100,6 +100,25 @@ absl::StatusOr<std::unique_ptr<VerbsDevice>> VerbsDevice::Open(absl::string_view
   if (dev->context_ == nullptr) {
     return pinring::ErrnoToStatus(open_err, absl::StrCat("ibv_open_device(", dev->name_, ")"));
   }
+  PINRING_RETURN_IF_ERROR(dev->Init(gid_index));
+  return dev;
+}
+
+absl::StatusOr<std::unique_ptr<VerbsDevice>> VerbsDevice::Adopt(ibv_context* context, int port,
+                                                                int gid_index) {
+  if (context == nullptr) return absl::InvalidArgumentError("VerbsDevice::Adopt: null context");
+  auto dev = std::unique_ptr<VerbsDevice>(new VerbsDevice());
+  dev->name_ = ibv_get_device_name(context->device);
+  dev->port_ = port;
+  dev->context_ = context;
+  dev->owns_context_ = false;  // librdmacm opened it and closes it
+  PINRING_RETURN_IF_ERROR(dev->Init(gid_index));
+  return dev;
+}
+
+absl::Status VerbsDevice::Init(int gid_index) {
+  VerbsDevice* dev = this;
+  const int port = port_;
   if (int rc = ibv_query_port(dev->context_, static_cast<std::uint8_t>(port), &dev->port_attr_);
       rc != 0) {
     return pinring::ErrnoToStatus(rc == -1 ? errno : rc, absl::StrCat("ibv_query_port(", dev->name_, ", ", port, ")"));
@@ -148,7 +167,7 @@ absl::StatusOr<std::unique_ptr<VerbsDevice>> VerbsDevice::Open(absl::string_view
   }
   dev->pd_ = ibv_alloc_pd(dev->context_);
   if (dev->pd_ == nullptr) return pinring::LastErrnoStatus("ibv_alloc_pd");
-  return dev;
+  return absl::OkStatus();
 }
 
 VerbsDevice::~VerbsDevice() {
@@ -158,7 +177,7 @@ VerbsDevice::~VerbsDevice() {
                    std::strerror(rc));
     }
   }
-  if (context_ != nullptr) ibv_close_device(context_);
+  if (context_ != nullptr && owns_context_) ibv_close_device(context_);
 }
 
 absl::StatusOr<MemoryRegion> VerbsDevice::Register(void* addr, std::size_t len, int access) {

@@ -62,6 +62,11 @@ class VerbsDevice {
   // when the port is not ACTIVE; the errno-mapped status of a failed verbs call otherwise.
   static absl::StatusOr<std::unique_ptr<VerbsDevice>> Open(absl::string_view name = "",
                                                            int port = 1, int gid_index = -1);
+  // Wraps a context someone else opened and keeps open for longer than this object (librdmacm's
+  // rdma_cm_id::verbs: the rdma transport's PD must live on the cm_id's context): queries `port`
+  // and the GID like Open and allocates a PD on it. The destructor frees the PD, not the context.
+  static absl::StatusOr<std::unique_ptr<VerbsDevice>> Adopt(ibv_context* context, int port,
+                                                            int gid_index = -1);
   ~VerbsDevice();
   VerbsDevice(const VerbsDevice&) = delete;
   VerbsDevice& operator=(const VerbsDevice&) = delete;
@@ -85,8 +90,11 @@ class VerbsDevice {
 
  private:
   VerbsDevice() = default;
+  // Port + GID query and PD allocation, shared by Open and Adopt.
+  absl::Status Init(int gid_index);
 
   ibv_context* context_ = nullptr;
+  bool owns_context_ = true;
   ibv_pd* pd_ = nullptr;
   std::string name_;
   int port_ = 1;

@@ -1,0 +1,153 @@
+// The `rdma` transport: a queue whose rings live in the client's own pinned memory, served by a
+// ringd (same host or another) over one RC QP. The seed's ring-to-device scheme over a real NIC:
+//
+//   ring = mmap(); ibv_reg_mr(ring); ring[tail] = descriptor; doorbell(tail)
+//   ringd: RDMA READ ring[head..tail) -> execute -> RDMA WRITE completions -> SEND notification
+//
+// The client opens the device itself (through librdmacm's route to ringd's address), registers
+// its submission ring, completion ring and data regions with ibv_reg_mr under the fork-safety mode
+// it chose (PrivateRegion), and connects. Contract details: pinring/rdma_wire.h and
+// docs/rdma-transport.md.
+//
+// Thread safety: an RdmaQueue is used by one thread at a time. Memory: every RdmaRegion is owned by
+// its queue and dies with it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "pinring/fork_mode.h"
+#include "pinring/ring_format.h"
+#include "pinring/wire_protocol.h"
+
+namespace pinring {
+
+class PrivateRegion;
+class VerbsDevice;
+class MemoryRegion;
+namespace rdma {
+class RdmaChannel;
+}
+
+struct RdmaQueueOptions {
+  std::string address;  // ringd's IPv4 address or host name (its RDMA-capable interface)
+  std::uint16_t port = 18515;  // ringd --rdma_port (rdma::kDefaultRdmaPort)
+  std::uint32_t sq_entries = 64;  // power of two, kMinRingEntries..kMaxRingEntries
+  std::uint32_t cq_entries = 0;   // 0 = sq_entries; must be >= sq_entries
+  // Fork-safety mode of the rings (and the default of regions). The completion ring and the
+  // control buffers are written by the device: under kReadOnly they are registered kKernel.
+  ForkMode fork_mode = ForkMode::kKernel;
+  // kSpin: Reap polls the CQ; kBlock: Reap sleeps on the completion channel.
+  wire::CompletionWait completion_wait = wire::CompletionWait::kSpin;
+  absl::Duration timeout = absl::Seconds(15);  // connect and control round trips
+};
+
+// A data region: the client's private memory registered under a fork mode, granted a handle by
+// ringd. Use handle() in Descriptor::src_region / dst_region.
+class RdmaRegion {
+ public:
+  std::byte* data() const;
+  std::size_t size() const { return size_; }
+  std::span<std::byte> bytes() const { return {data(), size_}; }
+  std::uint32_t handle() const { return handle_; }
+  ForkMode mode() const;
+
+ private:
+  friend class RdmaQueue;
+  std::unique_ptr<PrivateRegion> mem_;
+  std::size_t size_ = 0;
+  std::uint32_t handle_ = 0;
+};
+
+class RdmaQueue {
+ public:
+  // Resolves `address`, opens the device the route uses, maps + registers the rings under
+  // opts.fork_mode, connects. InvalidArgument for bad sizes; Unavailable when ringd cannot be
+  // reached or rejects (the message carries ringd's reason); DeadlineExceeded on timeout;
+  // ResourceExhausted when RLIMIT_MEMLOCK is too small.
+  static absl::StatusOr<std::unique_ptr<RdmaQueue>> Connect(const RdmaQueueOptions& opts);
+  ~RdmaQueue();
+  RdmaQueue(const RdmaQueue&) = delete;
+  RdmaQueue& operator=(const RdmaQueue&) = delete;
+
+  // Maps `size` bytes under `mode` (default: the queue's), registers them (REMOTE_READ, plus
+  // REMOTE_WRITE unless the mode is kReadOnly) and asks ringd for a handle.
+  absl::StatusOr<RdmaRegion*> CreateRegion(std::size_t size,
+                                           std::optional<ForkMode> mode = std::nullopt);
+  // Revokes the grant in ringd (later descriptors naming it complete kUnknownRegion), then
+  // deregisters and unmaps. The region pointer is invalid afterwards.
+  absl::Status DestroyRegion(RdmaRegion* region);
+
+  // Writes `descs` into the submission ring and rings the doorbell once.
+  // ResourceExhausted when fewer than descs.size() slots are free (Reap first); the connection's
+  // error once it has failed.
+  absl::Status Submit(absl::Span<const Descriptor> descs);
+  // Copies up to out.size() completions, waiting up to `timeout` for the first (per the queue's
+  // completion_wait). Returns how many (0 on timeout). The connection's error once it failed
+  // and nothing is left to reap.
+  absl::StatusOr<std::size_t> Reap(absl::Span<Completion> out, absl::Duration timeout);
+  // Submit one, reap one. REQUIRES: nothing else in flight.
+  absl::StatusOr<Completion> SubmitAndWait(const Descriptor& d, absl::Duration timeout);
+
+  std::uint32_t in_flight() const { return sq_tail_ - cq_head_; }
+  std::uint32_t sq_entries() const { return sq_entries_; }
+  // OK while connected; ringd's reason (kError) or the transport failure afterwards.
+  absl::Status error() const { return error_; }
+  std::uint32_t connection_id() const { return connection_id_; }
+  const std::string& device_name() const;
+
+  // --- testing hooks: they break the protocol on purpose ------------------------------------
+  Descriptor* SqSlotForTesting(std::uint32_t index);
+  // Sends a doorbell carrying `tail` without writing anything and without accounting.
+  absl::Status RingDoorbellForTesting(std::uint32_t tail);
+  // Sends `bytes` (<= 80) as one SEND.
+  absl::Status SendRawForTesting(absl::Span<const std::byte> bytes);
+  // ibv_dereg_mr of the submission and completion rings while ringd still uses them.
+  absl::Status DeregisterRingsForTesting();
+  // Advances the local tail as if `n` descriptors had been written (SqSlotForTesting) and
+  // submitted with RingDoorbellForTesting.
+  void AdvanceTailForTesting(std::uint32_t n) { sq_tail_ += n; }
+  std::uint32_t sq_tail() const { return sq_tail_; }
+
+ private:
+  RdmaQueue() = default;
+  absl::Status SendControl(const void* msg);
+  absl::Status PollOnce(bool* progressed);
+  absl::Status WaitForProgress(absl::Duration timeout);
+  absl::Status HandleReceive(std::uint32_t slot, std::uint32_t len);
+  void Fail(absl::Status s);
+
+  RdmaQueueOptions opts_;
+  std::uint32_t sq_entries_ = 0, cq_entries_ = 0;
+  std::uint32_t recv_depth_ = 0, send_slots_ = 0;
+  // Declaration order is destruction order reversed; the destructor tears down explicitly:
+  // QP + CQ, then MRs (rings, regions, control), then the PD, then the cm_id.
+  std::unique_ptr<rdma::RdmaChannel> channel_;
+  std::unique_ptr<VerbsDevice> device_;
+  std::unique_ptr<PrivateRegion> sq_, cq_, ctl_;
+  std::vector<std::unique_ptr<RdmaRegion>> regions_;
+
+  std::uint32_t sq_tail_ = 0;      // next slot the client fills
+  std::uint32_t cq_head_ = 0;      // next completion the client reads
+  std::uint32_t cq_tail_seen_ = 0;  // from ringd's kCompletions (bounded, see HandleReceive)
+  std::vector<bool> send_busy_;
+  std::uint32_t seq_ = 1;
+  // The last control reply (kRegisterRegionReply / kDeregisterRegionReply).
+  std::uint32_t reply_seq_ = 0;
+  std::int32_t reply_code_ = 0;
+  std::uint32_t reply_handle_ = 0;
+  std::uint32_t connection_id_ = 0;
+  absl::Status error_;
+  bool rings_deregistered_ = false;
+};
+
+}  // namespace pinring

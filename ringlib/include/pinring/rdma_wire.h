@@ -1,0 +1,119 @@
+// The contract of the `rdma` transport between a client (ringlib) and ringd, over one RC QP set up
+// with librdmacm. Both sides compile against this header; see docs/rdma-transport.md.
+//
+//   connect   the client's rdma_connect() carries ConnectRequest as private data: where its
+//             submission ring (SQ) and completion ring (CQ) live (address + rkey of its own MRs).
+//             ringd answers with ConnectReply in rdma_accept()'s private data, or rejects.
+//   control   every client -> ringd message is one ControlMessage in a SEND: doorbells (the new SQ
+//             tail), region registration / deregistration. ringd -> client: replies, completion
+//             notifications and the error that ends a connection, also ControlMessage SENDs.
+//   data      ringd RDMA READs descriptors from the client's SQ MR, executes them with RDMA READ /
+//             WRITE against the client's region MRs, RDMA WRITEs Completions into the client's CQ
+//             MR, then SENDs kCompletions carrying the new CQ tail. RC ordering makes the completion
+//             bytes visible to the client before it sees that SEND's receive completion.
+//
+// The SQ is sq_entries x Descriptor, the CQ cq_entries x Completion (ring_format.h), slots
+// `index & (entries - 1)`, indices free-running uint32. The client never has more than sq_entries
+// descriptors unreaped (cq_entries >= sq_entries), so ringd never overwrites an unread completion
+// and the client reuses a slot only after its completion arrived. Everything the client sends is
+// untrusted in ringd: the doorbell tail is bounded by ringd's own head + sq_entries, region ranges
+// are checked against what was declared, and the NIC checks every access against the rkey.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "pinring/ring_format.h"
+
+namespace pinring::rdma {
+
+inline constexpr std::uint32_t kRdmaMagic = 0x52524e50;  // "PNRR" in little-endian memory
+inline constexpr std::uint16_t kRdmaVersion = 1;
+// ringd's default rdma_cm port (the perftest convention). --rdma_port=0 disables the listener.
+inline constexpr std::uint16_t kDefaultRdmaPort = 18515;
+
+// Receive buffers each side keeps posted beyond the ring sizes (control replies, errors).
+inline constexpr std::uint32_t kControlSlack = 8;
+
+// ConnectRequest::flags
+inline constexpr std::uint16_t kConnectFlagSqReadOnly = 1u << 0;  // informational: SQ fork mode
+
+// Private data of rdma_connect (an RC REQ carries at most 56 bytes).
+struct ConnectRequest {
+  std::uint32_t magic;    // kRdmaMagic
+  std::uint16_t version;  // kRdmaVersion
+  std::uint16_t flags;    // kConnectFlag*
+  std::uint32_t sq_entries;
+  std::uint32_t cq_entries;  // >= sq_entries
+  std::uint64_t sq_addr;     // client virtual address of slot 0
+  std::uint64_t cq_addr;
+  std::uint32_t sq_rkey;  // REMOTE_READ
+  std::uint32_t cq_rkey;  // REMOTE_WRITE
+  std::uint32_t recv_depth;  // receives the client keeps posted (ringd's notification budget)
+  std::uint32_t reserved;
+};
+static_assert(sizeof(ConnectRequest) == 48 && sizeof(ConnectRequest) <= 56);
+static_assert(std::is_trivially_copyable_v<ConnectRequest>);
+
+// Private data of rdma_accept / rdma_reject (an RC REP carries at most 196 bytes, a REJ 148).
+struct ConnectReply {
+  std::uint32_t magic;
+  std::uint16_t version;
+  std::uint16_t reserved0;
+  std::int32_t code;  // absl::StatusCode; 0 on accept
+  std::uint32_t connection_id;
+  std::uint32_t max_regions;
+  std::uint32_t reserved1;
+  char text[96];  // NUL-terminated reason on reject
+};
+static_assert(sizeof(ConnectReply) == 120 && sizeof(ConnectReply) <= 148);
+
+enum class ControlType : std::uint16_t {
+  kDoorbell = 1,                // client -> ringd: value = new sq_tail
+  kRegisterRegion = 2,          // client -> ringd: addr, length, rkey, flags -> handle
+  kRegisterRegionReply = 3,     // ringd -> client: code, handle
+  kDeregisterRegion = 4,        // client -> ringd: handle
+  kDeregisterRegionReply = 5,   // ringd -> client: code
+  kCompletions = 6,             // ringd -> client: value = new cq_tail
+  kError = 7,                   // ringd -> client: code, text; ringd then disconnects
+};
+inline constexpr std::uint16_t kControlTypeMax = 7;
+
+// kRegisterRegion flags
+inline constexpr std::uint32_t kRegionDeviceWritable = 1u << 0;  // registered with REMOTE_WRITE
+inline constexpr std::uint32_t kRegionFlagsKnown = kRegionDeviceWritable;
+
+struct ControlMessage {
+  std::uint32_t magic;  // kRdmaMagic
+  std::uint16_t type;   // ControlType
+  std::uint16_t reserved0;
+  std::uint32_t seq;   // requests: chosen by the client, echoed in the reply
+  std::int32_t code;   // replies: absl::StatusCode
+  std::uint64_t value;   // doorbell: sq_tail; completions: cq_tail
+  std::uint64_t addr;    // region: client virtual address
+  std::uint64_t length;  // region: bytes
+  std::uint32_t rkey;    // region
+  std::uint32_t handle;  // region handle (ringd-granted)
+  std::uint32_t flags;   // kRegion*
+  char text[28];         // kError: short NUL-terminated reason
+};
+static_assert(sizeof(ControlMessage) == 80);
+static_assert(std::is_trivially_copyable_v<ControlMessage>);
+
+// Untrusted input: a received buffer is a ControlMessage only when it has exactly that size, the
+// magic and a known type.
+inline bool IsWellFormed(const ControlMessage& m, std::size_t received) {
+  return received == sizeof(ControlMessage) && m.magic == kRdmaMagic && m.type >= 1 &&
+         m.type <= kControlTypeMax;
+}
+
+// Bytes of the client's SQ / CQ MRs for given ring sizes (page-rounded).
+constexpr std::uint64_t SqBytes(std::uint32_t entries) {
+  return RoundUp(std::uint64_t{entries} * sizeof(Descriptor), kPageSize);
+}
+constexpr std::uint64_t CqBytes(std::uint32_t entries) {
+  return RoundUp(std::uint64_t{entries} * sizeof(Completion), kPageSize);
+}
+
+}  // namespace pinring::rdma

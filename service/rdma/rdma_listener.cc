@@ -1,0 +1,670 @@
+#include "service/rdma/rdma_listener.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <rdma/rdma_cma.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "pinring/private_region.h"
+#include "pinring/rdma_channel.h"
+#include "pinring/rdma_wire.h"
+#include "pinring/status.h"
+#include "pinring/verbs_device.h"
+#include "service/rdma/rdma_executor.h"
+
+namespace pinring::ringd {
+namespace {
+
+using rdma::ControlMessage;
+using rdma::ControlType;
+using rdma::RdmaChannel;
+
+constexpr std::uint32_t kSlotBytes = 128;
+constexpr std::uint32_t kSendSlots = 16;
+// Doorbells and requests the client may have in flight: its send slots, plus slack.
+constexpr std::uint32_t kRecvDepth = 32 + rdma::kControlSlack;
+constexpr std::uint32_t kSendDepth = 64;
+constexpr std::uint64_t kRecvTag = 1ull << 62;
+constexpr std::uint64_t kSendTag = 1ull << 61;
+constexpr std::uint64_t kOpTag = 1ull << 60;
+
+absl::Status SetNonBlocking(int fd) {
+  const int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return pinring::LastErrnoStatus("fcntl");
+  return absl::OkStatus();
+}
+
+struct Device {
+  std::unique_ptr<VerbsDevice> dev;
+  ibv_comp_channel* comp = nullptr;
+};
+
+}  // namespace
+
+// One client connection. Owned by the listener thread only.
+struct Connection final : RemoteOps {
+  std::uint32_t id = 0;
+  Device* device = nullptr;
+  std::unique_ptr<RdmaChannel> ch;
+  rdma::ConnectRequest req{};  // validated copy; never re-read from the client
+  std::uint32_t sq_mask = 0, cq_mask = 0;
+  std::unique_ptr<PrivateRegion> mem;  // recv slots | send slots | sq staging | cq staging | bounce
+  std::uint64_t send_off = 0, sq_off = 0, cq_off = 0, bounce_off = 0;
+  std::vector<bool> send_busy;
+  std::uint32_t head = 0;     // next descriptor ringd reads (ringd's own copy)
+  std::uint32_t tail = 0;     // highest validated doorbell tail
+  std::uint32_t cq_tail = 0;  // completions written
+  std::uint32_t idle_doorbells = 0;
+  std::uint32_t next_handle = 1;
+  std::map<std::uint32_t, GrantedRegion> regions;
+  std::vector<std::pair<ControlMessage, std::uint32_t>> inbox;  // received, not yet handled
+  std::uint64_t next_op = 0;
+  absl::Duration op_timeout;
+  bool established = false;
+  bool dead = false;        // transport gone: destroy at the end of the loop iteration
+  bool qp_broken = false;   // a work completion failed: the QP is in ERROR
+  absl::Status error;
+
+  // RemoteOps: one synchronous RDMA op against the client's memory through the bounce buffer.
+  absl::Status Read(std::uint64_t remote_addr, std::uint32_t rkey, std::uint32_t len) override {
+    return RunOp(IBV_WR_RDMA_READ, bounce_off, len, remote_addr, rkey);
+  }
+  absl::Status Write(std::uint64_t remote_addr, std::uint32_t rkey, std::uint32_t len) override {
+    return RunOp(IBV_WR_RDMA_WRITE, bounce_off, len, remote_addr, rkey);
+  }
+  std::byte* bounce() override { return static_cast<std::byte*>(mem->data()) + bounce_off; }
+  std::uint32_t bounce_size() override { return kBounceBytes; }
+  const GrantedRegion* Lookup(std::uint32_t handle) override {
+    auto it = regions.find(handle);
+    return it == regions.end() ? nullptr : &it->second;
+  }
+
+  absl::Status RunOp(ibv_wr_opcode op, std::uint64_t local_off, std::uint32_t len,
+                     std::uint64_t remote_addr, std::uint32_t rkey);
+  // Handles one work completion that is not the op being waited for.
+  void HandleWc(const ibv_wc& wc);
+  absl::Status PollAll();
+  absl::Status Send(const ControlMessage& m);
+};
+
+void Connection::HandleWc(const ibv_wc& wc) {
+  if (wc.status != IBV_WC_SUCCESS) {
+    qp_broken = true;
+    if (error.ok()) {
+      error = absl::UnavailableError(absl::StrCat("work completion failed: ",
+                                                  ibv_wc_status_str(wc.status)));
+    }
+    return;
+  }
+  if (wc.wr_id & kSendTag) {
+    send_busy[wc.wr_id & 0xffff] = false;
+  } else if (wc.wr_id & kRecvTag) {
+    const auto slot = static_cast<std::uint32_t>(wc.wr_id & 0xffffffff);
+    ControlMessage m{};
+    // Untrusted: copy at most one message's worth; IsWellFormed checks the received length.
+    std::memcpy(&m, static_cast<const std::byte*>(mem->data()) + std::uint64_t{slot} * kSlotBytes,
+                std::min<std::size_t>(wc.byte_len, sizeof m));
+    inbox.emplace_back(m, wc.byte_len);
+    if (absl::Status s = ch->PostRecv(mem->mr(), std::uint64_t{slot} * kSlotBytes, kSlotBytes,
+                                      kRecvTag | slot);
+        !s.ok() && error.ok()) {
+      error = s;
+    }
+  }
+}
+
+absl::Status Connection::PollAll() {
+  ibv_wc wc[16];
+  for (;;) {
+    PINRING_ASSIGN_OR_RETURN(int n, ch->Poll(absl::MakeSpan(wc)));
+    for (int i = 0; i < n; ++i) HandleWc(wc[i]);
+    if (n < 16) return error;
+  }
+}
+
+absl::Status Connection::RunOp(ibv_wr_opcode op, std::uint64_t local_off, std::uint32_t len,
+                               std::uint64_t remote_addr, std::uint32_t rkey) {
+  if (qp_broken) return error;
+  const std::uint64_t wr_id = kOpTag | next_op++;
+  absl::Status st = op == IBV_WR_RDMA_READ
+                        ? ch->PostRead(mem->mr(), local_off, len, remote_addr, rkey, wr_id, true)
+                        : ch->PostWrite(mem->mr(), local_off, len, remote_addr, rkey, wr_id, true);
+  PINRING_RETURN_IF_ERROR(st);
+  const absl::Time deadline = absl::Now() + op_timeout;
+  ibv_wc wc[8];
+  for (std::uint32_t spins = 0;; ++spins) {
+    PINRING_ASSIGN_OR_RETURN(int n, ch->Poll(absl::MakeSpan(wc)));
+    for (int i = 0; i < n; ++i) {
+      if (wc[i].wr_id != wr_id) {
+        HandleWc(wc[i]);
+        continue;
+      }
+      if (wc[i].status != IBV_WC_SUCCESS) {
+        qp_broken = true;
+        // A failed RDMA op against the client: its rkey was revoked, its MR deregistered, or
+        // the range lied about. The QP is in ERROR now.
+        error = absl::FailedPreconditionError(absl::StrCat(
+            op == IBV_WR_RDMA_READ ? "RDMA READ" : "RDMA WRITE", " of ", len, " bytes at 0x",
+            absl::Hex(remote_addr), " rkey 0x", absl::Hex(rkey),
+            " failed: ", ibv_wc_status_str(wc[i].status)));
+        return error;
+      }
+      return absl::OkStatus();
+    }
+    if (qp_broken) return error;
+    if ((spins & 255) == 255) {
+      if (absl::Now() > deadline) {
+        qp_broken = true;
+        error = absl::DeadlineExceededError("RDMA op timed out");
+        return error;
+      }
+      sched_yield();  // rxe does the work in a kernel thread that needs this CPU
+    }
+  }
+}
+
+absl::Status Connection::Send(const ControlMessage& m) {
+  const absl::Time deadline = absl::Now() + op_timeout;
+  for (;;) {
+    for (std::uint32_t i = 0; i < kSendSlots; ++i) {
+      if (send_busy[i]) continue;
+      const std::uint64_t off = send_off + std::uint64_t{i} * kSlotBytes;
+      std::memcpy(static_cast<std::byte*>(mem->data()) + off, &m, sizeof m);
+      PINRING_RETURN_IF_ERROR(ch->PostSend(mem->mr(), off, sizeof m, kSendTag | i, true));
+      send_busy[i] = true;
+      return absl::OkStatus();
+    }
+    PINRING_RETURN_IF_ERROR(PollAll());
+    if (absl::Now() > deadline) {
+      qp_broken = true;
+      return error = absl::DeadlineExceededError("client stopped receiving (no send slot)");
+    }
+    sched_yield();
+  }
+}
+
+class RdmaListener::Impl {
+ public:
+  explicit Impl(const RdmaListenerOptions& o) : opts_(o) {
+    if (!opts_.log) {
+      opts_.log = [](const std::string& line) {
+        std::fprintf(stderr, "ringd rdma: %s\n", line.c_str());
+      };
+    }
+  }
+  ~Impl();
+  absl::Status Listen(std::uint16_t* port);
+  void Run();
+  void RequestStop() {
+    stop_.store(true, std::memory_order_relaxed);  // observed after the eventfd wake
+    const std::uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+  }
+  RdmaListenerStats Stats() {
+    absl::MutexLock l(&stats_mu_);
+    return stats_;
+  }
+
+ private:
+  void Log(const std::string& s) { opts_.log(s); }
+  void HandleCmEvents();
+  void OnConnectRequest(rdma_cm_id* id, const std::string& pdata);
+  absl::StatusOr<Device*> DeviceFor(rdma_cm_id* id);
+  absl::Status SetUp(Connection& c);
+  void Service(Connection& c);
+  absl::Status HandleMessage(Connection& c, const ControlMessage& m, std::uint32_t len);
+  absl::Status Execute(Connection& c);
+  void Fail(Connection& c, absl::Status why);
+  void Destroy(Connection* c);
+  void Reject(rdma_cm_id* id, absl::StatusCode code, const std::string& why);
+  template <typename F>
+  void Count(F f) {
+    absl::MutexLock l(&stats_mu_);
+    f(stats_);
+  }
+
+  RdmaListenerOptions opts_;
+  rdma_event_channel* events_ = nullptr;
+  rdma_cm_id* listen_id_ = nullptr;
+  int wake_fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::map<ibv_context*, std::unique_ptr<Device>> devices_;
+  std::map<std::uint32_t, std::unique_ptr<Connection>> conns_;
+  std::uint32_t next_conn_id_ = 1;
+  absl::Mutex stats_mu_;
+  RdmaListenerStats stats_;
+};
+
+absl::Status RdmaListener::Impl::Listen(std::uint16_t* port) {
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) return pinring::LastErrnoStatus("eventfd");
+  events_ = rdma_create_event_channel();
+  if (events_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat(
+        "rdma_create_event_channel: ", std::strerror(errno),
+        " (no rdma_cm: load rdma_ucm, or run with --rdma_port=0 to disable the rdma listener)"));
+  }
+  PINRING_RETURN_IF_ERROR(SetNonBlocking(events_->fd));
+  if (rdma_create_id(events_, &listen_id_, nullptr, RDMA_PS_TCP) != 0) {
+    return pinring::LastErrnoStatus("rdma_create_id");
+  }
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(opts_.port);
+  if (inet_pton(AF_INET, opts_.bind_address.c_str(), &sin.sin_addr) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rdma_bind '", opts_.bind_address, "' is not an IPv4 address"));
+  }
+  if (rdma_bind_addr(listen_id_, reinterpret_cast<sockaddr*>(&sin)) != 0) {
+    const int err = errno;
+    return absl::UnavailableError(absl::StrCat("rdma_bind_addr(", opts_.bind_address, ":",
+                                               opts_.port, "): ", std::strerror(err)));
+  }
+  if (rdma_listen(listen_id_, 16) != 0) return pinring::LastErrnoStatus("rdma_listen");
+  *port = ntohs(rdma_get_src_port(listen_id_));
+  return absl::OkStatus();
+}
+
+RdmaListener::Impl::~Impl() {
+  while (!conns_.empty()) Destroy(conns_.begin()->second.get());
+  if (listen_id_ != nullptr) rdma_destroy_id(listen_id_);
+  for (auto& [ctx, d] : devices_) {
+    if (d->comp != nullptr) ibv_destroy_comp_channel(d->comp);
+    d->dev.reset();
+  }
+  if (events_ != nullptr) rdma_destroy_event_channel(events_);
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+void RdmaListener::Impl::Reject(rdma_cm_id* id, absl::StatusCode code, const std::string& why) {
+  rdma::ConnectReply rep{};
+  rep.magic = rdma::kRdmaMagic;
+  rep.version = rdma::kRdmaVersion;
+  rep.code = static_cast<std::int32_t>(code);
+  std::snprintf(rep.text, sizeof rep.text, "%s", why.c_str());
+  (void)rdma_reject(id, &rep, sizeof rep);
+  rdma_destroy_id(id);
+  Count([](RdmaListenerStats& s) { ++s.rejected; });
+  Log(absl::StrCat("rejected a connection: ", why));
+}
+
+absl::StatusOr<Device*> RdmaListener::Impl::DeviceFor(rdma_cm_id* id) {
+  auto it = devices_.find(id->verbs);
+  if (it != devices_.end()) return it->second.get();
+  auto d = std::make_unique<Device>();
+  PINRING_ASSIGN_OR_RETURN(d->dev, VerbsDevice::Adopt(id->verbs, id->port_num));
+  d->comp = ibv_create_comp_channel(id->verbs);
+  if (d->comp == nullptr) return pinring::LastErrnoStatus("ibv_create_comp_channel");
+  PINRING_RETURN_IF_ERROR(SetNonBlocking(d->comp->fd));
+  Log(absl::StrCat("serving rdma clients on ", d->dev->name()));
+  return (devices_[id->verbs] = std::move(d)).get();
+}
+
+void RdmaListener::Impl::OnConnectRequest(rdma_cm_id* id, const std::string& pdata) {
+  // Untrusted: the private data is whatever the peer put in its REQ. Check size, magic, version
+  // and every size against our own limits before anything is allocated.
+  rdma::ConnectRequest req{};
+  if (pdata.size() < sizeof req) {
+    return Reject(id, absl::StatusCode::kInvalidArgument,
+                  absl::StrCat("private data of ", pdata.size(), " bytes: not a pinring client"));
+  }
+  std::memcpy(&req, pdata.data(), sizeof req);
+  if (req.magic != rdma::kRdmaMagic) {
+    return Reject(id, absl::StatusCode::kInvalidArgument, "bad magic: not a pinring client");
+  }
+  if (req.version != rdma::kRdmaVersion) {
+    return Reject(id, absl::StatusCode::kFailedPrecondition,
+                  absl::StrCat("rdma protocol version ", req.version, " unsupported"));
+  }
+  if (!IsValidRingSize(req.sq_entries) || !IsValidRingSize(req.cq_entries) ||
+      req.cq_entries < req.sq_entries || req.sq_entries > opts_.max_sq_entries ||
+      req.cq_entries > opts_.max_sq_entries * 2) {
+    return Reject(id, absl::StatusCode::kInvalidArgument,
+                  absl::StrCat("ring sizes ", req.sq_entries, "/", req.cq_entries,
+                               " invalid (max sq ", opts_.max_sq_entries, ")"));
+  }
+  if (req.recv_depth == 0 || req.sq_addr == 0 || req.cq_addr == 0) {
+    return Reject(id, absl::StatusCode::kInvalidArgument, "missing ring address or receive depth");
+  }
+  if (conns_.size() >= opts_.max_connections) {
+    return Reject(id, absl::StatusCode::kResourceExhausted,
+                  absl::StrCat("connection limit ", opts_.max_connections, " reached"));
+  }
+  auto dev = DeviceFor(id);
+  if (!dev.ok()) return Reject(id, absl::StatusCode::kUnavailable, dev.status().ToString());
+  auto c = std::make_unique<Connection>();
+  c->id = next_conn_id_++;
+  c->device = *dev;
+  c->ch = RdmaChannel::FromConnectRequest(id);
+  c->req = req;
+  c->sq_mask = req.sq_entries - 1;
+  c->cq_mask = req.cq_entries - 1;
+  c->op_timeout = opts_.op_timeout;
+  if (absl::Status s = SetUp(*c); !s.ok()) {
+    // The channel owns the id now: destroy QP etc. via the connection, reject first.
+    rdma::ConnectReply rep{};
+    rep.magic = rdma::kRdmaMagic;
+    rep.version = rdma::kRdmaVersion;
+    rep.code = static_cast<std::int32_t>(s.code());
+    std::snprintf(rep.text, sizeof rep.text, "%s", std::string(s.message()).c_str());
+    (void)c->ch->Reject(absl::MakeConstSpan(reinterpret_cast<const std::byte*>(&rep), sizeof rep));
+    Count([](RdmaListenerStats& st) { ++st.rejected; });
+    Log(absl::StrCat("connection setup failed: ", s.ToString()));
+    return;  // c's destructor destroys QP, CQ and the id
+  }
+  id->context = c.get();
+  Count([](RdmaListenerStats& st) {
+    ++st.accepted;
+    ++st.connected;
+  });
+  Log(absl::StrCat("connection ", c->id, ": sq ", req.sq_entries, ", cq ", req.cq_entries));
+  conns_[c->id] = std::move(c);
+}
+
+absl::Status RdmaListener::Impl::SetUp(Connection& c) {
+  VerbsDevice& dev = *c.device->dev;
+  RdmaChannel::QpOptions qo;
+  qo.send_depth = kSendDepth;
+  qo.recv_depth = kRecvDepth;
+  qo.comp_channel = c.device->comp;
+  qo.cq_context = &c;
+  PINRING_RETURN_IF_ERROR(c.ch->CreateQp(dev, qo));
+  // ringd's own memory for this connection: receive and send slots, a staging copy of the SQ
+  // (what RDMA READ fetches), of the CQ (what RDMA WRITE pushes), and the data bounce buffer.
+  c.send_off = std::uint64_t{kRecvDepth} * kSlotBytes;
+  c.sq_off = RoundUp(c.send_off + std::uint64_t{kSendSlots} * kSlotBytes, kPageSize);
+  c.cq_off = c.sq_off + rdma::SqBytes(c.req.sq_entries);
+  c.bounce_off = c.cq_off + rdma::CqBytes(c.req.cq_entries);
+  PrivateRegion::Options po;
+  po.mode = ForkMode::kDontFork;  // ringd never forks a child that needs this memory
+  po.device_writes = true;
+  PINRING_ASSIGN_OR_RETURN(c.mem, PrivateRegion::Create(dev, c.bounce_off + kBounceBytes, po));
+  c.send_busy.assign(kSendSlots, false);
+  for (std::uint32_t i = 0; i < kRecvDepth; ++i) {
+    PINRING_RETURN_IF_ERROR(
+        c.ch->PostRecv(c.mem->mr(), std::uint64_t{i} * kSlotBytes, kSlotBytes, kRecvTag | i));
+  }
+  rdma::ConnectReply rep{};
+  rep.magic = rdma::kRdmaMagic;
+  rep.version = rdma::kRdmaVersion;
+  rep.connection_id = c.id;
+  rep.max_regions = opts_.max_regions_per_connection;
+  return c.ch->Accept(absl::MakeConstSpan(reinterpret_cast<const std::byte*>(&rep), sizeof rep));
+}
+
+void RdmaListener::Impl::HandleCmEvents() {
+  for (;;) {
+    rdma_cm_event* ev = nullptr;
+    if (rdma_get_cm_event(events_, &ev) != 0) return;  // EAGAIN: drained
+    const rdma_cm_event_type type = ev->event;
+    rdma_cm_id* id = ev->id;
+    std::string pdata;
+    if (ev->param.conn.private_data != nullptr) {
+      pdata.assign(static_cast<const char*>(ev->param.conn.private_data),
+                   ev->param.conn.private_data_len);
+    }
+    rdma_ack_cm_event(ev);  // before any rdma_destroy_id of this id
+    if (type == RDMA_CM_EVENT_CONNECT_REQUEST) {
+      OnConnectRequest(id, pdata);
+      continue;
+    }
+    auto* c = static_cast<Connection*>(id != nullptr ? id->context : nullptr);
+    if (c == nullptr || id == listen_id_) continue;
+    switch (type) {
+      case RDMA_CM_EVENT_ESTABLISHED:
+        c->established = true;
+        break;
+      case RDMA_CM_EVENT_DISCONNECTED:
+      case RDMA_CM_EVENT_TIMEWAIT_EXIT:
+      case RDMA_CM_EVENT_CONNECT_ERROR:
+      case RDMA_CM_EVENT_UNREACHABLE:
+      case RDMA_CM_EVENT_REJECTED:
+      case RDMA_CM_EVENT_DEVICE_REMOVAL:
+        if (c->error.ok()) Count([](RdmaListenerStats& s) { ++s.closed; });
+        c->dead = true;
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+absl::Status RdmaListener::Impl::HandleMessage(Connection& c, const ControlMessage& m,
+                                               std::uint32_t len) {
+  // Untrusted: the size, magic and type decide whether this is a message at all.
+  if (!rdma::IsWellFormed(m, len)) {
+    return absl::InvalidArgumentError(absl::StrCat("garbage message (", len, " bytes)"));
+  }
+  ControlMessage reply{};
+  reply.magic = rdma::kRdmaMagic;
+  reply.seq = m.seq;
+  switch (static_cast<ControlType>(m.type)) {
+    case ControlType::kDoorbell: {
+      const auto tail = static_cast<std::uint32_t>(m.value);
+      // Untrusted tail: it may be anything. Between our own head and head + sq_entries it names
+      // descriptors the client wrote; beyond that the client broke the protocol (or lies).
+      if (tail - c.head > c.req.sq_entries) {
+        return absl::OutOfRangeError(absl::StrCat("doorbell tail ", tail, " is more than ",
+                                                  c.req.sq_entries, " past head ", c.head));
+      }
+      // A doorbell that brings nothing new costs us a receive: bound how many in a row.
+      if (tail - c.head <= c.tail - c.head) {
+        if (++c.idle_doorbells > opts_.max_idle_doorbells) {
+          return absl::ResourceExhaustedError(absl::StrCat(
+              "doorbell flood: ", c.idle_doorbells, " doorbells without new descriptors"));
+        }
+        return absl::OkStatus();
+      }
+      c.idle_doorbells = 0;
+      c.tail = tail;
+      return absl::OkStatus();
+    }
+    case ControlType::kRegisterRegion: {
+      reply.type = static_cast<std::uint16_t>(ControlType::kRegisterRegionReply);
+      // Untrusted: addr/length/rkey are the client's claim. We bound them so our own arithmetic
+      // cannot overflow; the NIC checks the claim against the MR on every access.
+      absl::Status st;
+      if (m.length == 0 || m.length > opts_.max_region_bytes || m.addr + m.length < m.addr ||
+          (m.flags & ~rdma::kRegionFlagsKnown) != 0) {
+        st = absl::InvalidArgumentError("bad region");
+      } else if (c.regions.size() >= opts_.max_regions_per_connection) {
+        st = absl::ResourceExhaustedError("region limit");
+      }
+      if (st.ok()) {
+        reply.handle = c.next_handle++;
+        c.regions[reply.handle] = GrantedRegion{m.addr, m.length, m.rkey,
+                                                (m.flags & rdma::kRegionDeviceWritable) != 0};
+      }
+      reply.code = static_cast<std::int32_t>(st.code());
+      return c.Send(reply);
+    }
+    case ControlType::kDeregisterRegion: {
+      reply.type = static_cast<std::uint16_t>(ControlType::kDeregisterRegionReply);
+      // Revoking the grant: later descriptors naming it complete kUnknownRegion.
+      reply.code = c.regions.erase(m.handle) == 1
+                       ? 0
+                       : static_cast<std::int32_t>(absl::StatusCode::kNotFound);
+      return c.Send(reply);
+    }
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("message type ", m.type, " is not one a client sends"));
+  }
+}
+
+absl::Status RdmaListener::Impl::Execute(Connection& c) {
+  std::uint32_t started = 0;
+  while (c.head != c.tail) {
+    // Fetch: the contiguous run [head, min(tail, end of ring)) in one RDMA READ.
+    const std::uint32_t slot = c.head & c.sq_mask;
+    const std::uint32_t n = std::min(c.tail - c.head, c.req.sq_entries - slot);
+    PINRING_RETURN_IF_ERROR(c.RunOp(IBV_WR_RDMA_READ, c.sq_off + std::uint64_t{slot} * 64, n * 64,
+                                    c.req.sq_addr + std::uint64_t{slot} * sizeof(Descriptor),
+                                    c.req.sq_rkey));
+    auto* staged = reinterpret_cast<const Descriptor*>(static_cast<std::byte*>(c.mem->data()) +
+                                                       c.sq_off);
+    auto* cq = reinterpret_cast<Completion*>(static_cast<std::byte*>(c.mem->data()) + c.cq_off);
+    const std::uint32_t first_cq = c.cq_tail;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      Descriptor d;
+      std::memcpy(&d, &staged[slot + i], sizeof d);  // our private copy; validated in ExecuteOne
+      Completion comp{};
+      comp.user_data = d.user_data;
+      CompletionStatus status = ExecuteOne(d, c, &comp.result);
+      if (!c.error.ok()) return c.error;  // the transport failed under this descriptor
+      comp.status = static_cast<std::int32_t>(status);
+      cq[c.cq_tail & c.cq_mask] = comp;
+      ++c.cq_tail;
+    }
+    c.head += n;
+    started += n;
+    // Complete: RDMA WRITE the new completions (one or two runs around the wrap) ...
+    for (std::uint32_t done = first_cq; done != c.cq_tail;) {
+      const std::uint32_t cslot = done & c.cq_mask;
+      const std::uint32_t m = std::min(c.cq_tail - done, c.req.cq_entries - cslot);
+      PINRING_RETURN_IF_ERROR(c.RunOp(IBV_WR_RDMA_WRITE,
+                                      c.cq_off + std::uint64_t{cslot} * sizeof(Completion),
+                                      m * static_cast<std::uint32_t>(sizeof(Completion)),
+                                      c.req.cq_addr + std::uint64_t{cslot} * sizeof(Completion),
+                                      c.req.cq_rkey));
+      done += m;
+    }
+    // ... then the notification: a SEND after the WRITEs on the same RC QP arrives after their
+    // data, so the client may read the completions as soon as it polls this receive.
+    ControlMessage note{};
+    note.magic = rdma::kRdmaMagic;
+    note.type = static_cast<std::uint16_t>(ControlType::kCompletions);
+    note.value = c.cq_tail;
+    PINRING_RETURN_IF_ERROR(c.Send(note));
+  }
+  if (started > 0) Count([started](RdmaListenerStats& s) { s.descriptors += started; });
+  return absl::OkStatus();
+}
+
+void RdmaListener::Impl::Fail(Connection& c, absl::Status why) {
+  if (c.dead) return;
+  Log(absl::StrCat("connection ", c.id, " failed: ", why.ToString()));
+  if (!c.qp_broken) {
+    // Tell the client why, best effort, before the disconnect flushes everything.
+    ControlMessage m{};
+    m.magic = rdma::kRdmaMagic;
+    m.type = static_cast<std::uint16_t>(ControlType::kError);
+    m.code = static_cast<std::int32_t>(why.code());
+    std::snprintf(m.text, sizeof m.text, "%s", std::string(why.message()).c_str());
+    c.op_timeout = absl::Milliseconds(500);
+    if (c.Send(m).ok()) {
+      const absl::Time deadline = absl::Now() + absl::Milliseconds(500);
+      while (std::any_of(c.send_busy.begin(), c.send_busy.end(), [](bool b) { return b; }) &&
+             absl::Now() < deadline && c.PollAll().ok()) {
+        sched_yield();
+      }
+    }
+  }
+  if (c.error.ok()) c.error = why;
+  c.ch->Disconnect();
+  c.dead = true;
+  Count([](RdmaListenerStats& s) { ++s.failed; });
+}
+
+void RdmaListener::Impl::Service(Connection& c) {
+  if (c.dead) return;
+  absl::Status st = c.PollAll();
+  bool armed = false;
+  for (;;) {
+    while (st.ok() && !c.inbox.empty()) {
+      auto msgs = std::move(c.inbox);
+      c.inbox.clear();
+      for (auto& [m, len] : msgs) {
+        st = HandleMessage(c, m, len);
+        if (!st.ok()) break;
+      }
+      if (st.ok()) st = Execute(c);
+      if (st.ok()) st = c.PollAll();
+    }
+    if (!st.ok() || armed) break;
+    // Re-arm, then poll once more: a completion between the last poll and the arm raised no
+    // event and would otherwise wait for the loop's timeout.
+    st = c.ch->ArmCq();
+    armed = true;
+    if (st.ok()) st = c.PollAll();
+  }
+  if (!st.ok()) Fail(c, st);
+}
+
+void RdmaListener::Impl::Destroy(Connection* c) {
+  const std::uint32_t id = c->id;
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;
+  std::unique_ptr<Connection> owned = std::move(it->second);
+  conns_.erase(it);
+  owned->ch->id()->context = nullptr;
+  owned->ch->Disconnect();
+  owned->ch->DestroyQp();  // QP + CQ before the connection's MR and the PD
+  owned->mem.reset();
+  owned->ch.reset();       // rdma_destroy_id
+  Count([](RdmaListenerStats& s) { --s.connected; });
+}
+
+void RdmaListener::Impl::Run() {
+  while (!stop_.load(std::memory_order_relaxed)) {
+    std::vector<pollfd> fds;
+    fds.push_back({events_->fd, POLLIN, 0});
+    fds.push_back({wake_fd_, POLLIN, 0});
+    for (auto& [ctx, d] : devices_) fds.push_back({d->comp->fd, POLLIN, 0});
+    // The timeout is a safety net (a missed CQ event delays a client by at most this long).
+    (void)::poll(fds.data(), fds.size(), 100);
+    HandleCmEvents();
+    for (auto& [ctx, d] : devices_) {
+      ibv_cq* cq = nullptr;
+      void* cq_ctx = nullptr;
+      // Drain and ack every CQ event now: we service all connections below anyway, and an
+      // acked event never blocks ibv_destroy_cq.
+      while (ibv_get_cq_event(d->comp, &cq, &cq_ctx) == 0) ibv_ack_cq_events(cq, 1);
+    }
+    for (auto& [id, c] : conns_) Service(*c);
+    std::vector<Connection*> dead;
+    for (auto& [id, c] : conns_) {
+      if (c->dead) dead.push_back(c.get());
+    }
+    for (Connection* c : dead) Destroy(c);
+  }
+}
+
+// --- RdmaListener ----------------------------------------------------------------------------
+absl::StatusOr<std::unique_ptr<RdmaListener>> RdmaListener::Start(
+    const RdmaListenerOptions& opts) {
+  auto l = std::unique_ptr<RdmaListener>(new RdmaListener());
+  l->impl_ = std::make_unique<Impl>(opts);
+  PINRING_RETURN_IF_ERROR(l->impl_->Listen(&l->port_));
+  Impl* impl = l->impl_.get();
+  l->thread_ = std::thread([impl] { impl->Run(); });
+  return l;
+}
+
+RdmaListener::~RdmaListener() { Stop(); }
+
+void RdmaListener::Stop() {
+  if (impl_ == nullptr) return;
+  impl_->RequestStop();
+  if (thread_.joinable()) thread_.join();
+  impl_.reset();  // disconnects and destroys every connection, then the listen id
+}
+
+RdmaListenerStats RdmaListener::stats() const {
+  return impl_ != nullptr ? impl_->Stats() : RdmaListenerStats{};
+}
+
+}  // namespace pinring::ringd
