@@ -93,6 +93,26 @@ TEST_F(ClientTest, InvalidQueueAndRegionOptionsAreRejectedLocally) {
   EXPECT_EQ(client_.CreateRegion(ro).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(ClientTest, HugePageRegionWorksOrNamesTheFix) {
+  RegionOptions ro;
+  ro.size = 2 << 20;
+  ro.huge_pages = true;
+  auto r = client_.CreateRegion(ro);
+  if (!r.ok()) {
+    // No huge pages reserved on this machine: the error must say how to reserve them.
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("vm.nr_hugepages"));
+    return;
+  }
+  EXPECT_TRUE(r->huge_pages());
+  auto q = client_.CreateQueue({});
+  ASSERT_TRUE(q.ok()) << q.status();
+  auto c = q->SubmitAndWait(MakeFill(r->handle(), 0, ro.size, 0x61), absl::Seconds(5));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->status, S(CompletionStatus::kOk));
+  EXPECT_EQ(r->data()[ro.size - 1], std::byte{0x61});
+}
+
 // ---- every doorbell mode x both completion waits x batch sizes, wrapping a small ring --------
 using ModeParam = std::tuple<wire::DoorbellMode, wire::CompletionWait, std::uint32_t>;
 
