@@ -1,0 +1,232 @@
+// Region table, config/limits, untrusted memfd checks, counters, and QueueServer in-process
+// (including the two statuses only execution produces: kDeviceError and kShuttingDown).
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "service/backend.h"
+#include "service/config.h"
+#include "service/counters.h"
+#include "service/descriptor_validator.h"
+#include "service/queue_server.h"
+#include "service/region_table.h"
+#include "service/untrusted_memfd.h"
+
+namespace pinring::ringd {
+namespace {
+
+TEST(RegionTableTest, HandlesAreUniqueAndLimited) {
+  RegionTable t(2);
+  auto a = t.Insert(std::make_unique<Region>());
+  auto b = t.Insert(std::make_unique<Region>());
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(*a, 0u);
+  EXPECT_NE(*a, *b);
+  auto c = t.Insert(std::make_unique<Region>());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(c.status().message().find("--max_regions"), absl::string_view::npos);
+  ASSERT_TRUE(t.Remove(*a).ok());
+  EXPECT_EQ(t.Remove(*a).status().code(), absl::StatusCode::kNotFound);
+  auto d = t.Insert(std::make_unique<Region>());
+  ASSERT_TRUE(d.ok());
+  EXPECT_NE(*d, *a) << "handles are never reused";
+  {
+    absl::ReaderMutexLock l(&t.mu());
+    EXPECT_EQ(t.FindLocked(*a), nullptr);
+    EXPECT_NE(t.FindLocked(*d), nullptr);
+  }
+  EXPECT_EQ(t.RemoveAll().size(), 2u);
+  EXPECT_EQ(t.size(), 0u);
+}
+
+TEST(ConfigTest, DefaultsAreValidAndBadValuesNameTheFlag) {
+  Config c;
+  c.socket_path = "/tmp/x.sock";
+  EXPECT_TRUE(ValidateConfig(c).ok());
+  Config bad = c;
+  bad.pollers = 0;
+  EXPECT_NE(ValidateConfig(bad).message().find("--pollers"), absl::string_view::npos);
+  bad = c;
+  bad.limits.max_ring_entries = 1000;
+  EXPECT_NE(ValidateConfig(bad).message().find("--max_ring_entries"), absl::string_view::npos);
+  bad = c;
+  bad.socket_path = std::string(200, 'a');
+  EXPECT_FALSE(ValidateConfig(bad).ok());
+  bad = c;
+  bad.limits.max_queues = 0;
+  EXPECT_FALSE(ValidateConfig(bad).ok());
+  bad = c;
+  bad.adaptive_poll_us = kMaxAdaptivePollUs + 1;
+  EXPECT_FALSE(ValidateConfig(bad).ok());
+  EXPECT_EQ(*ParseOctalMode("0660"), 0660u);
+  EXPECT_FALSE(ParseOctalMode("0968").ok());
+  EXPECT_FALSE(ParseOctalMode("").ok());
+  EXPECT_EQ(*ParseBackendKind("verbs"), BackendKind::kVerbs);
+  EXPECT_FALSE(ParseBackendKind("gpu").ok());
+  const wire::Limits w = c.limits.ToWire();
+  EXPECT_EQ(w.max_sq_entries, c.limits.max_ring_entries);
+  EXPECT_EQ(w.max_pinned_bytes, c.limits.max_pinned_bytes);
+}
+
+int Memfd(std::size_t size, bool seal) {
+  const int fd = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  EXPECT_EQ(ftruncate(fd, static_cast<off_t>(size)), 0);
+  if (seal) {
+    EXPECT_EQ(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+  }
+  return fd;
+}
+
+TEST(UntrustedMemfdTest, RequiresShrinkSealAndSize) {
+  UniqueFd unsealed(Memfd(8192, false));
+  auto m = MapUntrustedMemfd(unsealed.get(), 8192, SizeRule::kExact, PROT_READ, "x");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("F_SEAL_SHRINK"), absl::string_view::npos);
+  UniqueFd sealed(Memfd(8192, true));
+  EXPECT_FALSE(MapUntrustedMemfd(sealed.get(), 4096, SizeRule::kExact, PROT_READ, "x").ok());
+  EXPECT_FALSE(MapUntrustedMemfd(sealed.get(), 12288, SizeRule::kAtLeast, PROT_READ, "x").ok());
+  EXPECT_TRUE(MapUntrustedMemfd(sealed.get(), 4096, SizeRule::kAtLeast, PROT_READ, "x").ok());
+  EXPECT_TRUE(MapUntrustedMemfd(sealed.get(), 8192, SizeRule::kExact, PROT_READ, "x").ok());
+  UniqueFd pipe_ends[2];
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  pipe_ends[0].reset(p[0]);
+  pipe_ends[1].reset(p[1]);
+  EXPECT_FALSE(MapUntrustedMemfd(p[0], 4096, SizeRule::kAtLeast, PROT_READ, "x").ok());
+  EXPECT_FALSE(CheckIsEventfd(p[0], "x").ok());
+  UniqueFd efd(eventfd(0, EFD_CLOEXEC));
+  EXPECT_TRUE(CheckIsEventfd(efd.get(), "x").ok());
+}
+
+TEST(CountersTest, SnapshotSumsAndJson) {
+  Counters c;
+  Counters::Add(c.ops[1], 3);
+  Counters::Add(c.completions[static_cast<int>(CompletionStatus::kOverlap)]);
+  CountersSnapshot s = c.Snapshot();
+  s += c.Snapshot();
+  EXPECT_EQ(s.ops[1], 6u);
+  nlohmann::json j = s.ToJson();
+  EXPECT_EQ(j["ops"]["copy"], 6);
+  EXPECT_EQ(j["completions"]["overlap"], 2);
+}
+
+// A backend whose device always fails.
+class FailingBackend final : public Backend {
+ public:
+  absl::string_view name() const override { return "failing"; }
+  std::string device() const override { return ""; }
+  absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void*, std::size_t, bool) override {
+    return absl::UnavailableError("no");
+  }
+  OpResult Execute(const ValidatedOp&) override { return {CompletionStatus::kDeviceError, 0}; }
+};
+
+struct InProcessQueue {
+  explicit InProcessQueue(Backend* backend, RegionTable* regions, Counters* counters) {
+    const QueueLayout l = ComputeQueueLayout(8, 8);
+    UniqueFd fd(Memfd(l.total_size, true));
+    auto m = MapUntrustedMemfd(fd.get(), l.total_size, SizeRule::kExact, PROT_READ | PROT_WRITE, "q");
+    client = mmap(nullptr, l.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    size = l.total_size;
+    hdr = static_cast<QueueHeader*>(client);
+    auto* base = static_cast<std::byte*>(client);
+    sq = SubmissionProducer(reinterpret_cast<Descriptor*>(base + l.sq_offset), 8,
+                            &hdr->sq_tail.value, &hdr->sq_head.value);
+    cq = CompletionConsumer(reinterpret_cast<const Completion*>(base + l.cq_offset), 8,
+                            &hdr->cq_head.value, &hdr->cq_tail.value);
+    QueueParams p;
+    p.id = 1;
+    p.sq_entries = p.cq_entries = 8;
+    server = std::make_unique<QueueServer>(p, std::move(fd), std::move(*m), nullptr,
+                                           UniqueFd(eventfd(0, EFD_CLOEXEC)),
+                                           UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+                                           regions, backend, counters);
+  }
+  ~InProcessQueue() {
+    server.reset();
+    munmap(client, size);
+  }
+  void* client;
+  std::size_t size;
+  QueueHeader* hdr;
+  SubmissionProducer sq;
+  CompletionConsumer cq;
+  std::unique_ptr<QueueServer> server;
+};
+
+TEST(QueueServerTest, DeviceErrorAndShuttingDownCompletions) {
+  FailingBackend backend;
+  RegionTable regions(4);
+  Counters counters;
+  InProcessQueue q(&backend, &regions, &counters);
+  Descriptor d{};
+  d.opcode = static_cast<std::uint8_t>(Opcode::kCopy);  // validator: unknown region first
+  d.user_data = 7;
+  ASSERT_EQ(q.sq.Reserve(1), 1u);
+  q.sq.Slot(0) = d;
+  q.sq.Commit(1);
+  EXPECT_EQ(q.server->ServeOnce(), 1u);
+  ASSERT_EQ(q.cq.Peek(1), 1u);
+  EXPECT_EQ(q.cq.Slot(0).status, static_cast<int>(CompletionStatus::kUnknownRegion));
+  q.cq.Release(1);
+
+  // A valid op the backend fails: kDeviceError.
+  auto r = std::make_unique<Region>();
+  r->size = 64;
+  auto h = regions.Insert(std::move(r));
+  ASSERT_TRUE(h.ok());
+  d.opcode = static_cast<std::uint8_t>(Opcode::kChecksum);
+  d.src_region = *h;
+  d.length = 64;
+  ASSERT_EQ(q.sq.Reserve(1), 1u);
+  q.sq.Slot(0) = d;
+  q.sq.Commit(1);
+  EXPECT_EQ(q.server->ServeOnce(), 1u);
+  ASSERT_EQ(q.cq.Peek(1), 1u);
+  EXPECT_EQ(q.cq.Slot(0).status, static_cast<int>(CompletionStatus::kDeviceError));
+  EXPECT_EQ(q.cq.Slot(0).user_data, 7u);
+  q.cq.Release(1);
+
+  // Pending at shutdown: kShuttingDown, then queue_error = kDaemonStopping.
+  ASSERT_EQ(q.sq.Reserve(2), 2u);
+  q.sq.Slot(0) = d;
+  q.sq.Slot(1) = d;
+  q.sq.Commit(2);
+  q.server->Stop(QueueError::kDaemonStopping);
+  ASSERT_EQ(q.cq.Peek(2), 2u);
+  EXPECT_EQ(q.cq.Slot(0).status, static_cast<int>(CompletionStatus::kShuttingDown));
+  EXPECT_EQ(q.cq.Slot(1).status, static_cast<int>(CompletionStatus::kShuttingDown));
+  EXPECT_EQ(q.hdr->queue_error.value.load(),
+            static_cast<std::uint32_t>(QueueError::kDaemonStopping));
+}
+
+TEST(QueueServerTest, CorruptIndicesStopTheQueue) {
+  auto backend = MakeCpuBackend();
+  RegionTable regions(4);
+  Counters counters;
+  {
+    InProcessQueue q(backend.get(), &regions, &counters);
+    q.hdr->sq_tail.value.store(1000);  // more than a ring ahead of ringd's head
+    EXPECT_EQ(q.server->ServeOnce(), 0u);
+    EXPECT_TRUE(q.server->stopped());
+    EXPECT_EQ(q.hdr->queue_error.value.load(), static_cast<std::uint32_t>(QueueError::kSqIndexCorrupt));
+    EXPECT_EQ(q.server->ServeOnce(), 0u) << "stays stopped";
+  }
+  {
+    InProcessQueue q(backend.get(), &regions, &counters);
+    q.hdr->sq_tail.value.store(8);  // eight zeroed slots = eight NOPs; fills the CQ
+    EXPECT_EQ(q.server->ServeOnce(), 8u);
+    q.hdr->cq_head.value.store(77);  // "consumed" completions ringd never produced
+    q.hdr->sq_tail.value.store(9);
+    EXPECT_EQ(q.server->ServeOnce(), 0u);
+    EXPECT_EQ(q.hdr->queue_error.value.load(), static_cast<std::uint32_t>(QueueError::kCqIndexCorrupt));
+  }
+  EXPECT_EQ(counters.Snapshot().queue_errors, 2u);
+}
+
+}  // namespace
+}  // namespace pinring::ringd
