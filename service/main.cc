@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "pinring/verbs_device.h"
 #include "service/backend.h"
@@ -11,6 +12,14 @@
 #include "service/flags.h"
 #include "service/listen_socket.h"
 #include "service/log.h"
+#include "service/rdma/rdma_listener.h"
+
+ABSL_FLAG(std::uint16_t, rdma_port, 18515,
+          "rdma_cm port of the rdma transport listener (clients that register their own rings "
+          "and connect over RC; docs/rdma-transport.md). 0 disables it. When it cannot start "
+          "(no RDMA device or rdma_cm), ringd logs a warning and serves the shm transport only");
+ABSL_FLAG(std::string, rdma_bind, "0.0.0.0",
+          "IPv4 address the rdma listener binds (an RDMA-capable interface, or 0.0.0.0 for all)");
 
 namespace {
 
@@ -59,7 +68,26 @@ int main(int argc, char** argv) {
   if (!listener.ok()) return Fail(listener.status());
   auto loop = EventLoop::Create(*config, std::move(backend), std::move(*listener));
   if (!loop.ok()) return Fail(loop.status());
+  // The rdma listener runs its own thread (started after the signal mask, so it inherits it).
+  std::unique_ptr<RdmaListener> rdma;
+  if (const std::uint16_t port = absl::GetFlag(FLAGS_rdma_port); port != 0) {
+    RdmaListenerOptions ro;
+    ro.port = port;
+    ro.bind_address = absl::GetFlag(FLAGS_rdma_bind);
+    ro.max_sq_entries = config->limits.max_ring_entries;
+    ro.max_regions_per_connection = config->limits.max_regions;
+    ro.max_region_bytes = config->limits.max_region_bytes;
+    ro.log = [](const std::string& line) { RINGD_LOG(kInfo, "rdma: ", line); };
+    auto started = RdmaListener::Start(ro);
+    if (started.ok()) {
+      rdma = std::move(*started);
+      RINGD_LOG(kInfo, "rdma transport listening on ", ro.bind_address, ":", rdma->port());
+    } else {
+      RINGD_LOG(kWarning, "rdma transport disabled: ", started.status().ToString());
+    }
+  }
   const int rc = (*loop)->Run();
+  if (rdma != nullptr) rdma->Stop();
   loop->reset();
   return rc;
 }
