@@ -18,7 +18,7 @@ export PINRING_VMTEST_VALUE='two words $x ;' GTEST_COLOR=no
 export NOT_PINRING_VMTEST_NOT_CARRIED=1
 rc=0
 start=$(date +%s.%N)
-TMPDIR=$T_TMP "$harness" run --guest --timeout 240 --rw "$work/share" -- \
+TMPDIR=$T_TMP "$harness" run --guest --timeout 300 --rw "$work/share" -- \
 	"$(dirname "$(readlink -f "$0")")/guest_checks.sh" "$work/share" "$work/cwd" >"$out" 2>"$err" || rc=$?
 end=$(date +%s.%N)
 log "harness stderr:"

@@ -21,7 +21,7 @@ done
 exit 1'
 out=$T_TMP/out
 rc=0
-TMPDIR=$T_TMP "$harness" run2 --timeout 420 --a "$server" --b "$client" 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
+TMPDIR=$T_TMP "$harness" run2 --timeout 600 --a "$server" --b "$client" 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
 [[ $rc == 0 ]] || fail "run2 exited $rc"
 grep -q '^\[a\] a: self=10.0.0.1 peer=10.0.0.2' "$out" || fail "guest a addresses wrong"
 grep -q '^\[b\] b: self=10.0.0.2 peer=10.0.0.1' "$out" || fail "guest b addresses wrong"
