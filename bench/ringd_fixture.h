@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "bench_util.h"
 #include "pinring/client.h"
+#include "pinring/descriptors.h"
 #include "pinring/queue.h"
 #include "tests/common/ringd_process.h"
 
@@ -55,6 +56,25 @@ inline bool SpinForCompletions(Queue& q, std::uint32_t n) {
   std::uint64_t spins = 0;
   while (q.PeekCompletions(n) < n) {
     if ((++spins & 0xffffff) == 0 && !q.Health().ok()) return false;
+  }
+  return true;
+}
+
+// Runs `n` NOPs through `q` one at a time, untimed, before a measurement: a queue just created
+// may wait for ringd's poller to pick it up, and the first pass faults in the ring pages.
+// Returns false if a NOP did not complete (the benchmark then skips with Health()).
+inline bool WarmUp(Queue& q, int n = 64) {
+  for (int i = 0; i < n; ++i) {
+    while (q.Reserve(1) == 0) {
+    }
+    q.Slot(0) = MakeNop(0);
+    q.Commit(1);
+    if (q.completion_wait() == wire::CompletionWait::kSpin) {
+      if (!SpinForCompletions(q, 1)) return false;
+    } else if (!q.WaitCompletions(1, absl::Seconds(10)).ok()) {
+      return false;
+    }
+    q.ReleaseCompletions(1);
   }
   return true;
 }

@@ -38,6 +38,7 @@ void BM_ShmNopRoundTrip(benchmark::State& state, wire::DoorbellMode doorbell,
   PinToCpu(kCpuA);
   auto q = MakeQueue(doorbell, wait);
   if (!q.ok()) return state.SkipWithError(std::string(q.status().message()).c_str());
+  if (!WarmUp(*q)) return state.SkipWithError(q->Health().ToString().c_str());
   LatencyRecorder lat(state);
   std::uint64_t seq = 0;
   bool ok = true;
@@ -72,6 +73,7 @@ void BM_ShmNopBatch(benchmark::State& state) {
   const auto batch = static_cast<std::uint32_t>(state.range(0));
   auto q = MakeQueue(wire::DoorbellMode::kBusyPoll, wire::CompletionWait::kSpin);
   if (!q.ok()) return state.SkipWithError(std::string(q.status().message()).c_str());
+  if (!WarmUp(*q)) return state.SkipWithError(q->Health().ToString().c_str());
   LatencyRecorder lat(state);
   std::uint64_t seq = 0;
   bool ok = true;

@@ -61,6 +61,7 @@ void BM_RingdWriteLatency(benchmark::State& state) {
   o.completion_wait = wire::CompletionWait::kSpin;
   auto q = Ringd().client.CreateQueue(o);
   if (!q.ok()) return state.SkipWithError(q.status().ToString().c_str());
+  if (!WarmUp(*q, 8)) return state.SkipWithError(q->Health().ToString().c_str());
   LatencyRecorder lat(state);
   std::uint64_t seq = 0;
   int status = 0;
@@ -103,6 +104,7 @@ void BM_RingdWriteRate(benchmark::State& state) {
   o.completion_wait = wire::CompletionWait::kSpin;
   auto q = Ringd().client.CreateQueue(o);
   if (!q.ok()) return state.SkipWithError(q.status().ToString().c_str());
+  if (!WarmUp(*q, 8)) return state.SkipWithError(q->Health().ToString().c_str());
   std::uint64_t seq = 0;
   auto refill = [&](std::uint32_t want) {
     const std::uint32_t n = q->Reserve(want);
