@@ -331,10 +331,18 @@ absl::StatusOr<std::uint32_t> ClientSession::HandleRegisterRegion(const wire::Re
   r->fork_mode = mode;
   r->flags = m.flags;
   r->device_writable = !ForkModeIsDeviceReadOnly(mode);
-  // readonly regions are mapped read-only in ringd too: no path in ringd can write them.
-  const int prot = r->device_writable ? PROT_READ | PROT_WRITE : PROT_READ;
-  PINRING_ASSIGN_OR_RETURN(r->mapping, MapUntrustedMemfd(fds[0].get(), m.size, SizeRule::kAtLeast,
-                                                         prot, "region memfd"));
+  // Mapped read-write even for readonly regions: ibv_reg_mr of a PROT_READ shared mapping fails
+  // on some kernels (seen on 6.1 with rxe). The device-side read-only guarantee comes from the MR
+  // access flags, the CPU-side one from the validator (kReadOnlyRegion). A write-sealed memfd
+  // cannot be mapped writable: then read-only it is.
+  auto mapped = MapUntrustedMemfd(fds[0].get(), m.size, SizeRule::kAtLeast,
+                                  PROT_READ | PROT_WRITE, "region memfd");
+  if (!mapped.ok() && !r->device_writable) {
+    mapped = MapUntrustedMemfd(fds[0].get(), m.size, SizeRule::kAtLeast, PROT_READ,
+                               "region memfd");
+  }
+  if (!mapped.ok()) return mapped.status();
+  r->mapping = std::move(*mapped);
   r->base = r->mapping.bytes();
   r->fd = std::move(fds[0]);
   if (mode == ForkMode::kDontFork &&
