@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# deploy.systemd_e2e (vm label): the .deb in a soft-RoCE guest running systemd as PID 1.
+#
+#   systemd_e2e.sh host CMAKE BUILD_DIR SOURCE_DIR PINRING_RXE     (what ctest runs)
+#   systemd_e2e.sh guest WORK_DIR                                  (inside the guest, as root)
+#
+# Host half: packages this build with CPack, installs it into a temp prefix to build
+# examples/consumer against it (a client the guest's users run), then boots
+# `pinring-rxe run --systemd --rw WORK -- systemd_e2e.sh guest WORK`.
+# Guest half, each step a real assertion (a step that cannot run is a FAILURE naming why):
+#   0. dpkg -i the .deb (postinst creates the pinring user/group and /run/pinring)
+#   1. systemctl start ringd; is-active says active; the unit's hardening is in force
+#   2. a user in the pinring group runs the client (runuser): fill + check succeed
+#   3. a user not in the group is refused, and the error names the pinring group
+#   4. ringctl status shows the connected client by name
+#   5. systemctl restart ringd with the client connected: it gets a clear error and reconnects
+#   6. systemctl stop ringd exits cleanly (Result=success, status 0), and `rdma res show mr`
+#      lists no MR afterwards (and listed ringd's MRs before, with the verbs backend)
+#   7. systemd-analyze verify on the installed unit files
+set -uo pipefail
+
+host() {
+	local CMAKE=$1 BUILD=$2 SRC=$3 RXE=$4
+	# Not under /tmp: systemd mounts a fresh tmpfs on the guest's /tmp.
+	local WORK=$BUILD/deploy-e2e
+	rm -rf "$WORK" && mkdir -p "$WORK" && chmod 0755 "$WORK"
+	echo "--- packaging this build with CPack"
+	(cd "$WORK" && cpack --config "$BUILD/CPackConfig.cmake" -G DEB -B "$WORK/pkg" >"$WORK/cpack.log" 2>&1) ||
+		{ cat "$WORK/cpack.log"; echo "FAIL: cpack"; return 1; }
+	local deb
+	deb=$(ls "$WORK"/pkg/pinring_*.deb 2>/dev/null | head -n 1)
+	[[ -n $deb ]] || { echo "FAIL: cpack made no .deb"; return 1; }
+	cp "$deb" "$WORK/pinring.deb"
+	dpkg-deb -f "$WORK/pinring.deb" Package Version Depends
+	echo "--- building examples/consumer against an install of this build"
+	"$CMAKE" --install "$BUILD" --prefix "$WORK/prefix" >"$WORK/install.log" 2>&1 ||
+		{ cat "$WORK/install.log"; echo "FAIL: install"; return 1; }
+	"$CMAKE" -S "$SRC/examples/consumer" -B "$WORK/consumer" -G Ninja -DCMAKE_PREFIX_PATH="$WORK/prefix" \
+		>"$WORK/consumer.log" 2>&1 && "$CMAKE" --build "$WORK/consumer" >>"$WORK/consumer.log" 2>&1 ||
+		{ cat "$WORK/consumer.log"; echo "FAIL: consumer build"; return 1; }
+	cp "$SRC/tests/deploy/systemd_e2e.sh" "$WORK/systemd_e2e.sh"
+	chmod -R a+rX "$WORK"
+	echo "--- booting the guest (systemd as PID 1)"
+	"$RXE" run --guest --systemd --timeout 1500 --rw "$WORK" -- bash "$WORK/systemd_e2e.sh" guest "$WORK"
+}
+
+# ------------------------------------------------------------------------------------------------
+FAILED=()
+pass() { echo "PASS step $1: $2"; }
+fail() { echo "FAIL step $1: $2"; FAILED+=("$1"); }
+unit_journal() { journalctl -u ringd --no-pager -n 40 2>&1 | sed 's/^/    journal: /'; }
+
+# MRs the kernel holds, one line per MR (`rdma res show mr` prints nothing when there are none).
+mr_count() { rdma res show mr 2>/dev/null | grep -c 'mrn' || true; }
+
+guest() {
+	local WORK=$1
+	local CONSUMER=$WORK/consumer/pinring-consumer
+	echo "guest: $(uname -r), systemd $(systemctl --version | head -n 1 | cut -d' ' -f2), $(rdma link show 2>&1 | head -n 1)"
+
+	# --- 0. install the package
+	# The man-db trigger rebuilds the whole man index: minutes under emulation, and not under test.
+	rm -f /var/lib/man-db/auto-update
+	if dpkg -i "$WORK/pinring.deb" >"$WORK/dpkg.log" 2>&1; then
+		pass 0 "dpkg -i pinring.deb"
+	else
+		sed 's/^/    /' "$WORK/dpkg.log"
+		fail 0 "dpkg -i failed"
+		return 1
+	fi
+	getent group pinring >/dev/null && getent passwd pinring >/dev/null ||
+		fail 0 "postinst did not create the pinring user and group"
+	[[ $(stat -c '%U:%G %a' /run/pinring 2>&1) == "pinring:pinring 750" ]] ||
+		fail 0 "/run/pinring is '$(stat -c '%U:%G %a' /run/pinring 2>&1)', expected pinring:pinring 750"
+
+	# --- 7 first (cheap, and the rest of the test relies on these units)
+	if systemd-analyze verify /usr/lib/systemd/system/ringd.service /usr/lib/systemd/system/ringd.socket \
+		>"$WORK/verify.log" 2>&1; then
+		pass 7 "systemd-analyze verify ringd.service ringd.socket"
+	else
+		sed 's/^/    /' "$WORK/verify.log"
+		fail 7 "systemd-analyze verify"
+	fi
+
+	# --- 1. start
+	systemctl start ringd
+	local state
+	state=$(systemctl is-active ringd)
+	if [[ $state == active ]]; then
+		pass 1 "systemctl start ringd; is-active: $state; $(systemctl show ringd -p StatusText --value)"
+	else
+		unit_journal
+		fail 1 "is-active says '$state'"
+		return 1
+	fi
+	local main_pid
+	main_pid=$(systemctl show ringd -p MainPID --value)
+	[[ $(ps -o user= -p "$main_pid") == pinring ]] || fail 1 "ringd runs as '$(ps -o user= -p "$main_pid")', not pinring"
+	grep -q '^CapEff:[[:space:]]*0000000000000000$' "/proc/$main_pid/status" ||
+		fail 1 "ringd has effective capabilities: $(grep CapEff "/proc/$main_pid/status")"
+	grep -q '^Max locked memory[[:space:]]*unlimited' "/proc/$main_pid/limits" ||
+		fail 1 "LimitMEMLOCK=infinity not in force: $(grep 'locked memory' "/proc/$main_pid/limits")"
+	[[ $(stat -c '%U:%G %a' /run/pinring/ringd.sock 2>&1) == "pinring:pinring 660" ]] ||
+		fail 1 "socket is '$(stat -c '%U:%G %a' /run/pinring/ringd.sock 2>&1)', expected pinring:pinring 660"
+	echo "    ringd: pid $main_pid, backend $(ringctl raw 2>/dev/null | grep -o '"backend":"[a-z]*"' | cut -d'"' -f4)"
+
+	# --- users: alice may connect, bob may not
+	useradd -M -s /bin/bash -G pinring alice
+	useradd -M -s /bin/bash bob
+
+	# --- 2. a group member runs the client
+	if runuser -u alice -- "$CONSUMER" --name=alice-check >"$WORK/alice.log" 2>&1 &&
+		grep -q "all match" "$WORK/alice.log"; then
+		pass 2 "alice (group pinring): $(tail -n 1 "$WORK/alice.log")"
+	else
+		sed 's/^/    /' "$WORK/alice.log"
+		fail 2 "the client run by a pinring member failed"
+	fi
+
+	# --- 3. a non-member is refused, clearly
+	if runuser -u bob -- "$CONSUMER" >"$WORK/bob.log" 2>&1; then
+		fail 3 "bob (not in pinring) was able to use ringd"
+	elif grep -q "pinring. group" "$WORK/bob.log" && grep -qi "permission denied" "$WORK/bob.log"; then
+		pass 3 "bob refused: $(head -n 1 "$WORK/bob.log")"
+	else
+		sed 's/^/    /' "$WORK/bob.log"
+		fail 3 "bob was refused, but the message does not say permission denied / pinring group"
+	fi
+
+	# --- 4. ringctl status shows a connected client (alice, holding a region and a queue)
+	runuser -u alice -- "$CONSUMER" --name=alice-held --reconnect --hold=300 >"$WORK/held.log" 2>&1 &
+	local held=$!
+	local i
+	for i in $(seq 100); do grep -q "all match" "$WORK/held.log" && break; sleep 0.2; done
+	ringctl status >"$WORK/status.log" 2>&1
+	if grep -q "alice-held" "$WORK/status.log" && grep -q "regions (1)" "$WORK/status.log"; then
+		pass 4 "ringctl status lists alice-held with its region"
+		sed 's/^/    /' "$WORK/status.log"
+	else
+		sed 's/^/    /' "$WORK/status.log" "$WORK/held.log"
+		fail 4 "ringctl status does not show the connected client"
+	fi
+	local mrs_held
+	mrs_held=$(mr_count)
+	echo "    rdma res show mr with a client connected: $mrs_held MRs"
+
+	# --- 5. restart with the client connected
+	local old_pid=$main_pid
+	systemctl restart ringd
+	local rc=0
+	for i in $(seq 300); do kill -0 "$held" 2>/dev/null || break; sleep 0.2; done
+	if kill -0 "$held" 2>/dev/null; then
+		kill "$held"
+		rc=124
+	fi
+	wait "$held" || rc=$?
+	main_pid=$(systemctl show ringd -p MainPID --value)
+	if ((rc == 0)) && grep -q "ringd went away: UNAVAILABLE" "$WORK/held.log" && grep -q "^reconnected" "$WORK/held.log" &&
+		[[ $main_pid != "$old_pid" && $(systemctl is-active ringd) == active ]]; then
+		pass 5 "restart: client saw '$(grep 'went away' "$WORK/held.log" | head -n 1)', reconnected, filled again"
+	else
+		sed 's/^/    /' "$WORK/held.log"
+		unit_journal
+		fail 5 "restart with a connected client (client exit $rc, ringd pid $old_pid -> $main_pid)"
+	fi
+
+	# --- 6. stop with a client holding MRs: clean exit, every MR released
+	runuser -u alice -- "$CONSUMER" --name=alice-stop --hold=300 >"$WORK/stop-client.log" 2>&1 &
+	local stopper=$!
+	for i in $(seq 100); do grep -q "all match" "$WORK/stop-client.log" && break; sleep 0.2; done
+	local backend
+	backend=$(ringctl raw 2>/dev/null | grep -o '"backend":"[a-z]*"' | cut -d'"' -f4)
+	local mrs_before
+	mrs_before=$(mr_count)
+	systemctl stop ringd
+	local result status
+	result=$(systemctl show ringd -p Result --value)
+	status=$(systemctl show ringd -p ExecMainStatus --value)
+	sleep 0.5
+	local mrs_after
+	mrs_after=$(mr_count)
+	kill "$stopper" 2>/dev/null
+	wait "$stopper" 2>/dev/null
+	echo "    backend $backend; MRs before stop: $mrs_before, after: $mrs_after"
+	if [[ $result == success && $status == 0 && $mrs_after == 0 ]]; then
+		if [[ $backend == verbs && $mrs_before == 0 ]]; then
+			fail 6 "verbs backend but rdma res show mr listed no MR while a client held a region: the check proves nothing"
+		else
+			pass 6 "stop: Result=$result, status $status; rdma res show mr: $mrs_before MRs before, none after"
+		fi
+	else
+		rdma res show mr 2>&1 | sed 's/^/    mr: /'
+		unit_journal
+		fail 6 "stop: Result=$result ExecMainStatus=$status, $mrs_after MRs left"
+	fi
+
+	echo
+	if ((${#FAILED[@]})); then
+		echo "systemd_e2e: FAILED steps: ${FAILED[*]}"
+		return 1
+	fi
+	echo "systemd_e2e: all steps passed"
+}
+
+mode=$1
+shift
+case $mode in
+host) host "$@" ;;
+guest) guest "$@" ;;
+*) echo "usage: $0 host CMAKE BUILD SRC RXE | guest WORK" >&2; exit 2 ;;
+esac
