@@ -18,7 +18,7 @@ scripts/install-deps.sh
 step "build ($BUILD)"
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$BUILD" -j "$(nproc)" --target pinring_ringd pinring-hello pinring-ring-to-device \
-  pinring-c-hello pinring-forkcheck ringctl
+  pinring-c-hello pinring-forkcheck pinring_ringctl
 
 if [[ -n "$(ibv_devinfo -l 2>/dev/null | sed -n '2,$p' | tr -d '[:space:]')" ]]; then
   BACKEND=verbs
