@@ -13,7 +13,7 @@ PACKAGES=(
   # soft-RoCE guest harness
   qemu-system-x86 linux-image-amd64 busybox-static iproute2 kmod
   # tools used by tests, deploy and reports
-  systemd python3 gnuplot-nox procps util-linux dpkg-dev file
+  systemd python3 gnuplot-nox procps util-linux dpkg-dev file shellcheck
 )
 
 missing=()

@@ -68,7 +68,8 @@ run_ctest rdma deploy/softroce/pinring-rxe run --timeout 2400 --rw "$BUILD" -- \
 
 if [[ ${PINRING_SKIP_VM:-0} != 1 ]]; then
   stage "vm tests (boot guests)"
-  run_ctest vm ctest --test-dir "$BUILD" -L vm --output-on-failure --timeout 1800
+  # PINRING_REQUIRE_VM=1: a vm test whose guest prerequisites are missing fails instead of skipping.
+  PINRING_REQUIRE_VM=1 run_ctest vm ctest --test-dir "$BUILD" -L vm --output-on-failure --timeout 1800
 fi
 
 if [[ ${PINRING_SKIP_ASAN:-0} != 1 ]]; then
