@@ -281,7 +281,9 @@ bool IsTerminated(const char (&s)[N]) {
 template <std::size_t N>
 void SetText(char (&dst)[N], absl::string_view text) {
   const std::size_t n = text.size() < N - 1 ? text.size() : N - 1;
-  std::memcpy(dst, text.data(), n);
+  // An empty string_view may have data() == nullptr, and memcpy from nullptr is UB even for 0
+  // bytes (UBSan aborts ringd on an empty backend device name / OK status text).
+  if (n != 0) std::memcpy(dst, text.data(), n);
   std::memset(dst + n, 0, N - n);
 }
 
