@@ -163,6 +163,14 @@ TEST_F(RdmaBadInput, RingDeregisteredUnderRingd) {
   ExpectBadFailsGoodServed();
 }
 
+TEST_F(RdmaBadInput, RevokedRkeyOfAGrantedRegion) {
+  auto r = bad_->CreateRegion(8192);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(bad_->RevokeRegionMrForTesting(*r).ok());  // ringd still holds the grant
+  EXPECT_TRUE(bad_->Submit({Fill((*r)->handle(), 0, 8192, 1)}).ok());
+  ExpectBadFailsGoodServed();
+}
+
 TEST_F(RdmaBadInput, DoorbellFlood) {
   // Doorbells that bring nothing new, as fast as the QP takes them.
   for (int i = 0; i < 3000; ++i) {

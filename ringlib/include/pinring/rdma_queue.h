@@ -66,6 +66,7 @@ class RdmaRegion {
   std::unique_ptr<PrivateRegion> mem_;
   std::size_t size_ = 0;
   std::uint32_t handle_ = 0;
+  bool mr_revoked_ = false;  // RevokeRegionMrForTesting: the MR is gone, leak the PrivateRegion
 };
 
 class RdmaQueue {
@@ -113,6 +114,8 @@ class RdmaQueue {
   absl::Status SendRawForTesting(absl::Span<const std::byte> bytes);
   // ibv_dereg_mr of the submission and completion rings while ringd still uses them.
   absl::Status DeregisterRingsForTesting();
+  // ibv_dereg_mr of a region's MR without telling ringd: its rkey is revoked under ringd's grant.
+  absl::Status RevokeRegionMrForTesting(RdmaRegion* region);
   // Advances the local tail as if `n` descriptors had been written (SqSlotForTesting) and
   // submitted with RingDoorbellForTesting.
   void AdvanceTailForTesting(std::uint32_t n) { sq_tail_ += n; }

@@ -129,6 +129,9 @@ RdmaQueue::~RdmaQueue() {
     channel_->Disconnect();
     channel_->DestroyQp();  // QP + CQ before the PD they belong to
   }
+  for (auto& r : regions_) {
+    if (r->mr_revoked_) (void)r->mem_.release();  // its MR is already deregistered
+  }
   regions_.clear();
   if (rings_deregistered_) {  // DeregisterRingsForTesting: the MRs are gone already
     (void)sq_.release();
@@ -359,6 +362,7 @@ absl::Status RdmaQueue::DestroyRegion(RdmaRegion* region) {
       PINRING_RETURN_IF_ERROR(WaitForProgress(absl::Milliseconds(100)));
     }
   }
+  if ((*it)->mr_revoked_) (void)(*it)->mem_.release();
   regions_.erase(it);  // deregisters (unpins) and unmaps
   return absl::OkStatus();
 }
@@ -397,6 +401,14 @@ absl::Status RdmaQueue::DeregisterRingsForTesting() {
   // The PrivateRegions still hold the (now dangling) ibv_mr pointers: the destructor leaks them
   // on purpose so they are not deregistered twice. The memory stays mapped and writable.
   rings_deregistered_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status RdmaQueue::RevokeRegionMrForTesting(RdmaRegion* region) {
+  if (int rc = ibv_dereg_mr(region->mem_->mr().mr()); rc != 0) {
+    return pinring::ErrnoToStatus(rc, "ibv_dereg_mr(region)");
+  }
+  region->mr_revoked_ = true;
   return absl::OkStatus();
 }
 
