@@ -90,9 +90,9 @@ absl::Status DontForkRanges::Remove(std::uintptr_t addr, std::size_t len,
     if (it != segs_.begin()) --it;
     while (cur < r.end) {
       if (it == segs_.end() || it->first > cur || it->second.end <= cur) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "dontfork range [0x", absl::Hex(r.begin), ", 0x", absl::Hex(r.end),
-            ") is not fully tracked (page 0x", absl::Hex(cur), " has no reference)"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("dontfork range [0x", absl::Hex(r.begin), ", 0x", absl::Hex(r.end),
+                         ") is not fully tracked (page 0x", absl::Hex(cur), " has no reference)"));
       }
       cur = it->second.end;
       ++it;
@@ -126,8 +126,7 @@ std::vector<RefSegment> DontForkRanges::Segments() const {
   return out;
 }
 
-DontForkTracker::DontForkTracker()
-    : ranges_(static_cast<std::size_t>(sysconf(_SC_PAGESIZE))) {}
+DontForkTracker::DontForkTracker() : ranges_(static_cast<std::size_t>(sysconf(_SC_PAGESIZE))) {}
 
 DontForkTracker& DontForkTracker::Global() {
   static DontForkTracker* const tracker = new DontForkTracker();
@@ -156,8 +155,7 @@ absl::Status DontForkTracker::Add(void* addr, std::size_t len) {
 absl::Status DontForkTracker::Remove(void* addr, std::size_t len) {
   absl::MutexLock lock(&mu_);
   std::vector<PageRange> released;
-  PINRING_RETURN_IF_ERROR(
-      ranges_.Remove(reinterpret_cast<std::uintptr_t>(addr), len, &released));
+  PINRING_RETURN_IF_ERROR(ranges_.Remove(reinterpret_cast<std::uintptr_t>(addr), len, &released));
   absl::Status first = absl::OkStatus();
   for (const PageRange& r : released) {
     if (madvise(reinterpret_cast<void*>(r.begin), r.size(), MADV_DOFORK) != 0 && first.ok()) {

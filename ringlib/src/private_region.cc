@@ -108,8 +108,8 @@ MappedMemory& MappedMemory::operator=(MappedMemory&& o) noexcept {
   return *this;
 }
 
-absl::StatusOr<MappedMemory> MapForkModeMemory(std::size_t len, ForkMode mode,
-                                               PageBacking backing, bool prefault) {
+absl::StatusOr<MappedMemory> MapForkModeMemory(std::size_t len, ForkMode mode, PageBacking backing,
+                                               bool prefault) {
   if (len == 0) return absl::InvalidArgumentError("MapForkModeMemory: len 0");
   const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   const std::size_t align = backing == PageBacking::kSmall ? page : kHugePage;
@@ -133,13 +133,13 @@ absl::StatusOr<MappedMemory> MapForkModeMemory(std::size_t len, ForkMode mode,
     }
     if (backing == PageBacking::kThp) (void)madvise(addr, len, MADV_HUGEPAGE);
   } else if (backing == PageBacking::kHugetlb) {
-    addr = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB,
-                -1, 0);
+    addr = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1,
+                0);
     if (addr == MAP_FAILED) return pinring::LastErrnoStatus("mmap(MAP_HUGETLB)");
   } else if (backing == PageBacking::kThp) {
     // Over-map and trim so the range is 2 MiB aligned: THP needs aligned 2 MiB extents.
-    void* raw = mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* raw =
+        mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) return pinring::LastErrnoStatus("mmap(anonymous)");
     const auto r = reinterpret_cast<std::uintptr_t>(raw);
     const std::uintptr_t a = RoundUp(r, kHugePage);

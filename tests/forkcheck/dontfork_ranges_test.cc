@@ -2,6 +2,8 @@
 // effect seen through /proc/self/smaps (VmFlags "dc" = VM_DONTCOPY) and a real fork().
 #include "dontfork_ranges.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <infiniband/verbs.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -11,9 +13,6 @@
 #include <fstream>
 #include <sstream>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "fork_safety.h"
 
@@ -48,10 +47,9 @@ TEST(DontForkRanges, PageWidening) {
 
 TEST(DontForkRanges, OverlapSplitsAndOnlyNewPagesAreFresh) {
   DontForkRanges t(kPage);
-  t.Add(P(0), 4 * kPage);                                             // [0,4) x1
+  t.Add(P(0), 4 * kPage);                                                // [0,4) x1
   EXPECT_THAT(t.Add(P(2), 4 * kPage), ::testing::ElementsAre(R(4, 6)));  // [2,6)
-  EXPECT_THAT(t.Segments(),
-              ::testing::ElementsAre(S(0, 2, 1), S(2, 4, 2), S(4, 6, 1)));
+  EXPECT_THAT(t.Segments(), ::testing::ElementsAre(S(0, 2, 1), S(2, 4, 2), S(4, 6, 1)));
   std::vector<PageRange> rel;
   // Removing the first registration releases only the pages nobody else holds.
   ASSERT_TRUE(t.Remove(P(0), 4 * kPage, &rel).ok());
@@ -66,10 +64,9 @@ TEST(DontForkRanges, AddAcrossHolesReturnsEachGap) {
   DontForkRanges t(kPage);
   t.Add(P(1), kPage);
   t.Add(P(3), kPage);
-  EXPECT_THAT(t.Add(P(0), 5 * kPage),
-              ::testing::ElementsAre(R(0, 1), R(2, 3), R(4, 5)));
-  EXPECT_THAT(t.Segments(), ::testing::ElementsAre(S(0, 1, 1), S(1, 2, 2), S(2, 3, 1),
-                                                   S(3, 4, 2), S(4, 5, 1)));
+  EXPECT_THAT(t.Add(P(0), 5 * kPage), ::testing::ElementsAre(R(0, 1), R(2, 3), R(4, 5)));
+  EXPECT_THAT(t.Segments(),
+              ::testing::ElementsAre(S(0, 1, 1), S(1, 2, 2), S(2, 3, 1), S(3, 4, 2), S(4, 5, 1)));
 }
 
 TEST(DontForkRanges, AdjacentAddsMerge) {
@@ -141,8 +138,8 @@ TEST(DontForkTracker, MadviseFollowsRefcount) {
   EXPECT_TRUE(HasDontCopy(p + 5 * kPage));
   EXPECT_FALSE(HasDontCopy(p + 7 * kPage));
   ASSERT_TRUE(t.Remove(p, 4 * kPage).ok());
-  EXPECT_FALSE(HasDontCopy(p));                 // refcount 0: DOFORK
-  EXPECT_TRUE(HasDontCopy(p + 2 * kPage));      // still held by the second registration
+  EXPECT_FALSE(HasDontCopy(p));             // refcount 0: DOFORK
+  EXPECT_TRUE(HasDontCopy(p + 2 * kPage));  // still held by the second registration
   ASSERT_TRUE(t.Remove(p + 2 * kPage, 4 * kPage).ok());
   EXPECT_FALSE(HasDontCopy(p + 3 * kPage));
   EXPECT_EQ(t.Remove(p, kPage).code(), absl::StatusCode::kFailedPrecondition);
@@ -161,8 +158,8 @@ TEST(DontForkTracker, AddOnUnmappedMemoryFailsAndRecordsNothing) {
 TEST(ForkSafety, DontForkChildGetsSegvOtherModesDoNot) {
   for (ForkMode mode : kAllForkModes) {
     SCOPED_TRACE(std::string(ForkModeName(mode)));
-    const int flags = mode == ForkMode::kShared ? MAP_SHARED | MAP_ANONYMOUS
-                                                : MAP_PRIVATE | MAP_ANONYMOUS;
+    const int flags =
+        mode == ForkMode::kShared ? MAP_SHARED | MAP_ANONYMOUS : MAP_PRIVATE | MAP_ANONYMOUS;
     void* m = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, flags, -1, 0);
     ASSERT_NE(m, MAP_FAILED);
     static_cast<volatile char*>(m)[0] = 1;
@@ -170,6 +167,9 @@ TEST(ForkSafety, DontForkChildGetsSegvOtherModesDoNot) {
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
+      // Default action, so the child dies from the signal even under ASan (which installs a
+      // SIGSEGV handler that would exit(1) instead). signal() is async-signal-safe.
+      signal(SIGSEGV, SIG_DFL);
       static_cast<volatile char*>(m)[0] = 2;  // async-signal-safe: a plain store
       _exit(0);
     }

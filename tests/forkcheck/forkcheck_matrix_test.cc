@@ -1,18 +1,18 @@
 // Runs the pinring-forkcheck executable end to end and checks its JSON: it must not crash, no cell
 // may be "unknown", every cell names an outcome and every non-coherent cell an explanation.
 //   unit label: the iouring backend matrix on the host (--quick).
-//   rdma label: the full matrix with the verbs backend (needs a device: run in the soft-RoCE guest).
+//   rdma label: the full matrix with the verbs backend (needs a device: run in the soft-RoCE
+//   guest).
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "require_device.h"
 
@@ -37,12 +37,12 @@ int RunTool(const std::vector<std::string>& args) {
 }
 
 std::string TempJson(const char* tag) {
-  return std::string(::testing::TempDir()) + "/forkcheck-" + tag + "-" +
-         std::to_string(getpid()) + ".json";
+  return std::string(::testing::TempDir()) + "/forkcheck-" + tag + "-" + std::to_string(getpid()) +
+         ".json";
 }
 
 void CheckCells(const nlohmann::json& j, const std::string& backend, bool expect_run) {
-  const std::set<std::string> valid = {"coherent",   "stale",      "leak",
+  const std::set<std::string> valid = {"coherent",     "stale",      "leak",
                                        "child-signal", "pin-failed", "skipped"};
   int ran = 0;
   for (const auto& c : j.at("cells")) {

@@ -1,16 +1,15 @@
 // The full forkcheck matrix with the verbs backend (ibv_reg_mr + RDMA READ over loopback RC).
 // Needs an RDMA device: run through deploy/softroce/pinring-rxe (rdma label). Sizes are capped at
 // 64 MiB: the guest runs under TCG emulation.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "require_device.h"
 
@@ -18,11 +17,12 @@ namespace {
 
 TEST(ForkcheckVerbs, FullMatrixNoUnknownNoCrash) {
   PINRING_REQUIRE_RDMA_DEVICE();
-  const std::string json = std::string(::testing::TempDir()) + "/forkcheck-verbs-" +
-                           std::to_string(getpid()) + ".json";
+  const std::string json =
+      std::string(::testing::TempDir()) + "/forkcheck-verbs-" + std::to_string(getpid()) + ".json";
   std::string exe = PINRING_FORKCHECK_EXE;
-  std::vector<std::string> args = {exe, "--backends=verbs", "--require_backend=verbs",
-                                   "--max_size_mib=16", "--reps=3", "--json=" + json};
+  std::vector<std::string> args = {
+      exe,        "--backends=verbs", "--require_backend=verbs", "--max_size_mib=16",
+      "--reps=3", "--json=" + json};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -37,8 +37,8 @@ TEST(ForkcheckVerbs, FullMatrixNoUnknownNoCrash) {
   ASSERT_EQ(WEXITSTATUS(ws), 0);
   std::ifstream in(json);
   nlohmann::json j = nlohmann::json::parse(in);
-  const std::set<std::string> valid = {"coherent", "stale", "leak", "child-signal", "pin-failed",
-                                       "skipped"};
+  const std::set<std::string> valid = {"coherent",     "stale",      "leak",
+                                       "child-signal", "pin-failed", "skipped"};
   int ran = 0;
   for (const auto& c : j.at("cells")) {
     EXPECT_TRUE(valid.count(c.at("outcome").get<std::string>())) << c.dump();

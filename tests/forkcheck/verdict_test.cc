@@ -2,12 +2,11 @@
 // mode is expected to guarantee, and that every unexpected result gets an explanation and a blame.
 #include "verdict.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <cerrno>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace pinring::forkcheck {
 namespace {
@@ -65,21 +64,18 @@ TEST(Expect, PerModeGuarantees) {
             Outcome::kChildSignal);
   EXPECT_EQ(Expect(Scenario::kChildTouch, ForkMode::kDontFork, Modern()).outcome,
             Outcome::kChildSignal);
-  EXPECT_EQ(Expect(Scenario::kChildTouch, ForkMode::kKernel, Modern()).outcome,
-            Outcome::kCoherent);
-  EXPECT_EQ(Expect(Scenario::kChildWrite, ForkMode::kKernel, Modern()).outcome,
-            Outcome::kCoherent);
+  EXPECT_EQ(Expect(Scenario::kChildTouch, ForkMode::kKernel, Modern()).outcome, Outcome::kCoherent);
+  EXPECT_EQ(Expect(Scenario::kChildWrite, ForkMode::kKernel, Modern()).outcome, Outcome::kCoherent);
   EXPECT_EQ(Expect(Scenario::kDontneed, ForkMode::kKernel, Modern()).outcome, Outcome::kStale);
   EXPECT_EQ(Expect(Scenario::kMunmapRemap, ForkMode::kShared, Modern()).outcome,
             Outcome::kCoherent);
   // The expectation is the mode's promise, not the kernel's ability.
-  EXPECT_EQ(Expect(Scenario::kZeroPagePin, ForkMode::kReadOnly, K54()).outcome,
-            Outcome::kCoherent);
+  EXPECT_EQ(Expect(Scenario::kZeroPagePin, ForkMode::kReadOnly, K54()).outcome, Outcome::kCoherent);
 }
 
 TEST(Judge, CoherentAsExpectedNeedsNoExplanation) {
-  Judgement j = Judge(Scenario::kChildWrite, ForkMode::kKernel, Modern(), Outcome::kCoherent,
-                      Bytes(1, 0, 0));
+  Judgement j =
+      Judge(Scenario::kChildWrite, ForkMode::kKernel, Modern(), Outcome::kCoherent, Bytes(1, 0, 0));
   EXPECT_FALSE(j.mismatch);
   EXPECT_EQ(j.blame, Blame::kNone);
   EXPECT_TRUE(j.explanation.empty());
@@ -102,8 +98,8 @@ TEST(Judge, ExpectedNonCoherentIsExplained) {
 }
 
 TEST(Judge, ReadOnlyZeroPageOnOldKernelBlamesKernel) {
-  Judgement j = Judge(Scenario::kZeroPagePin, ForkMode::kReadOnly, K61(), Outcome::kStale,
-                      Bytes(0, 0, 100));
+  Judgement j =
+      Judge(Scenario::kZeroPagePin, ForkMode::kReadOnly, K61(), Outcome::kStale, Bytes(0, 0, 100));
   EXPECT_TRUE(j.mismatch);
   EXPECT_EQ(j.blame, Blame::kKernel);
   EXPECT_NE(j.explanation.find("6.1.0"), std::string::npos);
@@ -121,8 +117,8 @@ TEST(Judge, ReadOnlyCoherentOnOldKernelIsExplainedNotFlagged) {
 }
 
 TEST(Judge, StaleAfterForkWithoutCopyOnForkBlamesKernel) {
-  Judgement j = Judge(Scenario::kParentWriteChildAlive, ForkMode::kKernel, K54(),
-                      Outcome::kStale, Bytes(0, 0, 100));
+  Judgement j = Judge(Scenario::kParentWriteChildAlive, ForkMode::kKernel, K54(), Outcome::kStale,
+                      Bytes(0, 0, 100));
   EXPECT_TRUE(j.mismatch);
   EXPECT_EQ(j.blame, Blame::kKernel);
   EXPECT_NE(j.explanation.find("copy-on-fork"), std::string::npos);
@@ -130,8 +126,8 @@ TEST(Judge, StaleAfterForkWithoutCopyOnForkBlamesKernel) {
 
 TEST(Judge, UnexplainedMismatchIsFlaggedNotHidden) {
   // A leak under kernel mode on a modern kernel: nothing known explains it.
-  Judgement j = Judge(Scenario::kChildWrite, ForkMode::kKernel, Modern(), Outcome::kLeak,
-                      Bytes(0, 5, 0));
+  Judgement j =
+      Judge(Scenario::kChildWrite, ForkMode::kKernel, Modern(), Outcome::kLeak, Bytes(0, 5, 0));
   EXPECT_TRUE(j.mismatch);
   EXPECT_EQ(j.blame, Blame::kUnexplained);
   EXPECT_NE(j.explanation.find("investigate"), std::string::npos);

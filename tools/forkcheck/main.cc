@@ -11,11 +11,10 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -28,8 +27,7 @@
 #include "verdict.h"
 
 ABSL_FLAG(std::string, json, "", "write the results as JSON to this path");
-ABSL_FLAG(bool, quick, false,
-          "a few seconds: small buffers, sizes 1..16 MiB, fewer repetitions");
+ABSL_FLAG(bool, quick, false, "a few seconds: small buffers, sizes 1..16 MiB, fewer repetitions");
 ABSL_FLAG(std::string, backends, "all", "comma list of pin backends: verbs,iouring,gup_test");
 ABSL_FLAG(std::string, modes, "all",
           "comma list of fork modes: kernel,dontfork,readonly,write-for-read,shared");
@@ -160,8 +158,7 @@ int main(int argc, char** argv) {
             << (facts.reliable_readonly_pins ? "yes" : "no") << "\n";
   for (const auto& b : backends) {
     std::cout << "  backend " << b->name() << ": "
-              << (b->unavailable_reason().empty() ? "available" : b->unavailable_reason())
-              << "\n";
+              << (b->unavailable_reason().empty() ? "available" : b->unavailable_reason()) << "\n";
   }
 
   pf::RunOptions opts;
@@ -179,8 +176,7 @@ int main(int argc, char** argv) {
         pf::CellResult c = pf::RunCell(*b, s, m, facts, opts);
         std::cerr << absl::StrFormat("[%3d/%d] %-8s %-26s %-14s %-13s %7.1f ms%s\n", idx, total,
                                      b->name(), S(pf::ScenarioName(s)), S(pinring::ForkModeName(m)),
-                                     Mark(c), c.millis,
-                                     c.judgement.mismatch ? "  MISMATCH" : "");
+                                     Mark(c), c.millis, c.judgement.mismatch ? "  MISMATCH" : "");
         cells.push_back(std::move(c));
       }
     }
@@ -217,8 +213,8 @@ int main(int argc, char** argv) {
       skips[c.judgement.explanation].push_back(where);
     } else if (!c.judgement.explanation.empty()) {
       std::cout << "  " << (c.judgement.mismatch ? "MISMATCH " : "") << where << ": "
-                << pf::OutcomeName(c.outcome) << " [" << pf::BlameName(c.judgement.blame)
-                << "] " << c.judgement.explanation << " (" << c.detail << ")\n";
+                << pf::OutcomeName(c.outcome) << " [" << pf::BlameName(c.judgement.blame) << "] "
+                << c.judgement.explanation << " (" << c.detail << ")\n";
     }
   }
   for (const auto& [reason, where] : skips) {
@@ -254,7 +250,8 @@ int main(int argc, char** argv) {
         if (cb->unsupported_mode_reason(m).empty()) names.emplace_back(pinring::ForkModeName(m));
       }
       std::cout << "\nCosts (backend " << cb->name() << ", median of " << reps
-                << " forks; child RSS = RssAnon+RssShmem right after fork;\n   child_copied = the child's "
+                << " forks; child RSS = RssAnon+RssShmem right after fork;\n   child_copied = the "
+                   "child's "
                    "Private_* in smaps_rollup = pages fork() copied; VMAs+ = /proc/self/maps lines "
                    "added by mapping+pinning, incl. the backend's own mappings):\n";
       std::cout << absl::StrFormat("  %-15s %9s %12s %12s %14s %16s %6s\n", "mode", "size",
@@ -276,9 +273,8 @@ int main(int argc, char** argv) {
         }
         costs.push_back(std::move(cs));
       }
-      if (ForkMode ro = ForkMode::kReadOnly;
-          Contains(want_modes, pinring::ForkModeName(ro)) &&
-          !cb->unsupported_mode_reason(ro).empty()) {
+      if (ForkMode ro = ForkMode::kReadOnly; Contains(want_modes, pinring::ForkModeName(ro)) &&
+                                             !cb->unsupported_mode_reason(ro).empty()) {
         std::cout << "  readonly: not measured: " << cb->unsupported_mode_reason(ro) << "\n";
       }
     }
@@ -292,20 +288,20 @@ int main(int argc, char** argv) {
   j["quick"] = quick;
   utsname u{};
   uname(&u);
-  j["kernel"] = {{"release", kr.release},
-                 {"version", u.version},
-                 {"machine", u.machine},
-                 {"ibv_fork_unneeded", kr.ibv_fork_unneeded},
-                 {"netlink_copy_on_fork", kr.netlink_copy_on_fork
-                                              ? nlohmann::json(*kr.netlink_copy_on_fork)
-                                              : nlohmann::json(nullptr)},
-                 {"netlink_note", kr.netlink_note},
-                 {"version_has_copy_on_fork", facts.copy_on_fork},
-                 {"version_has_reliable_readonly_pins", facts.reliable_readonly_pins},
-                 {"in_guest", std::getenv("PINRING_IN_GUEST") != nullptr}};
+  j["kernel"] = {
+      {"release", kr.release},
+      {"version", u.version},
+      {"machine", u.machine},
+      {"ibv_fork_unneeded", kr.ibv_fork_unneeded},
+      {"netlink_copy_on_fork", kr.netlink_copy_on_fork ? nlohmann::json(*kr.netlink_copy_on_fork)
+                                                       : nlohmann::json(nullptr)},
+      {"netlink_note", kr.netlink_note},
+      {"version_has_copy_on_fork", facts.copy_on_fork},
+      {"version_has_reliable_readonly_pins", facts.reliable_readonly_pins},
+      {"in_guest", std::getenv("PINRING_IN_GUEST") != nullptr}};
   for (const auto& b : backends) {
-    j["backends"][b->name()] = b->unavailable_reason().empty() ? "available"
-                                                                : b->unavailable_reason();
+    j["backends"][b->name()] =
+        b->unavailable_reason().empty() ? "available" : b->unavailable_reason();
   }
   j["buffer_bytes"] = opts.buffer_bytes;
   for (pf::Scenario s : scenarios) {
@@ -357,7 +353,8 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::cout << "\n" << cells.size() << " cells, " << mismatches << " mismatches, " << unknown
+  std::cout << "\n"
+            << cells.size() << " cells, " << mismatches << " mismatches, " << unknown
             << " unknown\n";
   return unknown > 0 ? 3 : 0;
 }

@@ -24,14 +24,15 @@
 namespace pinring::forkcheck {
 namespace {
 
-constexpr std::uint8_t kOld = 0xA1;     // parent's data before the event
-constexpr std::uint8_t kNew = 0xB2;     // parent's data after the event
-constexpr std::uint8_t kChild = 0xC3;   // the child's data
+constexpr std::uint8_t kOld = 0xA1;    // parent's data before the event
+constexpr std::uint8_t kNew = 0xB2;    // parent's data after the event
+constexpr std::uint8_t kChild = 0xC3;  // the child's data
 constexpr std::size_t kHugeBytes = 4u << 20;
 
 double NowMs() {
   return std::chrono::duration<double, std::milli>(
-             std::chrono::steady_clock::now().time_since_epoch()).count();
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 // A forked child that runs `body` (async-signal-safe work only: stores, memset, read/write on
@@ -47,6 +48,10 @@ class Child {
     if (pid_ == 0) {
       close(done_[0]);
       close(hold_[1]);
+      // The default SIGSEGV/SIGBUS action, so a child touching a dontfork range is reported as
+      // killed by the signal even when a sanitizer installed its own handler.
+      signal(SIGSEGV, SIG_DFL);
+      signal(SIGBUS, SIG_DFL);
       body();
       char c = 1;
       (void)!write(done_[1], &c, 1);
@@ -106,7 +111,8 @@ std::size_t HugeBytesIn(void* addr, std::size_t len) {
     if (!in_range) continue;
     for (const char* key : {"AnonHugePages:", "ShmemPmdMapped:", "FilePmdMapped:",
                             "Private_Hugetlb:", "Shared_Hugetlb:"}) {
-      if (line.rfind(key, 0) == 0) kib += std::strtoul(line.c_str() + std::strlen(key), nullptr, 10);
+      if (line.rfind(key, 0) == 0)
+        kib += std::strtoul(line.c_str() + std::strlen(key), nullptr, 10);
     }
   }
   return kib << 10;
@@ -175,9 +181,9 @@ CellResult RunCell(PinBackend& backend, Scenario s, ForkMode m, const KernelFact
     auto mem = MapForkModeMemory(len, m, backing, /*prefault=*/s != Scenario::kZeroPagePin);
     if (!mem.ok()) {
       if (s == Scenario::kHugetlb) {
-        r.obs.skip_reason = absl::StrCat(
-            "no hugetlb memory: ", std::string(mem.status().message()),
-            " (vm.nr_hugepages=", ReadFileTrim("/proc/sys/vm/nr_hugepages"), ")");
+        r.obs.skip_reason =
+            absl::StrCat("no hugetlb memory: ", std::string(mem.status().message()),
+                         " (vm.nr_hugepages=", ReadFileTrim("/proc/sys/vm/nr_hugepages"), ")");
       } else {
         r.obs.skip_reason = absl::StrCat("environment: ", std::string(mem.status().message()));
       }
@@ -192,8 +198,9 @@ CellResult RunCell(PinBackend& backend, Scenario s, ForkMode m, const KernelFact
     if (hb == 0) {
       r.obs.skip_reason = absl::StrCat(
           "environment: region not THP-backed after MADV_HUGEPAGE (thp enabled=",
-          ReadFileTrim("/sys/kernel/mm/transparent_hugepage/enabled"), ", shmem_enabled=",
-          ReadFileTrim("/sys/kernel/mm/transparent_hugepage/shmem_enabled"), ")");
+          ReadFileTrim("/sys/kernel/mm/transparent_hugepage/enabled"),
+          ", shmem_enabled=", ReadFileTrim("/sys/kernel/mm/transparent_hugepage/shmem_enabled"),
+          ")");
       return finish();
     }
     absl::StrAppend(&r.detail, "huge-mapped ", hb >> 10, " KiB of ", len >> 10, " KiB; ");
@@ -224,7 +231,8 @@ CellResult RunCell(PinBackend& backend, Scenario s, ForkMode m, const KernelFact
       break;
     case Scenario::kParentWriteChildAlive: {
       Child c;
-      if (!c.Start([] {}, /*stay_alive=*/true)) return (r.obs.skip_reason = "fork failed", finish());
+      if (!c.Start([] {}, /*stay_alive=*/true))
+        return (r.obs.skip_reason = "fork failed", finish());
       c.WaitBody();
       std::memset(p, kNew, len);
       Observation tmp;
@@ -259,10 +267,12 @@ CellResult RunCell(PinBackend& backend, Scenario s, ForkMode m, const KernelFact
     }
     case Scenario::kChildTouch: {
       Child c;
-      if (!c.Start([p, len] {
-            volatile std::uint8_t sink = 0;
-            for (std::size_t i = 0; i < len; i += 4096) sink = sink + p[i];
-          }, false)) {
+      if (!c.Start(
+              [p, len] {
+                volatile std::uint8_t sink = 0;
+                for (std::size_t i = 0; i < len; i += 4096) sink = sink + p[i];
+              },
+              false)) {
         return (r.obs.skip_reason = "fork failed", finish());
       }
       child_signal = c.Finish();
@@ -317,8 +327,8 @@ CellResult RunCell(PinBackend& backend, Scenario s, ForkMode m, const KernelFact
     case Scenario::kMremap: {
       // Reserve a destination so the move is certain, then move the registered range there.
       void* dst = mmap(nullptr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      void* q = dst == MAP_FAILED ? MAP_FAILED
-                                  : mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+      void* q =
+          dst == MAP_FAILED ? MAP_FAILED : mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
       if (q == MAP_FAILED) {
         if (dst != MAP_FAILED) munmap(dst, len);
         r.obs.skip_reason = absl::StrCat("mremap: ", std::strerror(errno));

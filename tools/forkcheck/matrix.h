@@ -36,13 +36,13 @@ struct CostPoint {
   std::size_t bytes = 0;
   double fork_median_us = 0;  // median fork() latency in the parent
   std::vector<double> fork_samples_us;
-  double register_ms = 0;         // ApplyForkSafety + registration
+  double register_ms = 0;           // ApplyForkSafety + registration
   std::int64_t child_rss_kib = -1;  // child's RssAnon + RssShmem right after fork
   // Child's Private_Clean + Private_Dirty (smaps_rollup) right after fork: pages the child maps
   // exclusively, i.e. what fork() had to COPY (COW-shared pages count as Shared_*).
   std::int64_t child_private_kib = -1;
   int vmas_before = 0, vmas_after = 0;  // /proc/self/maps lines before mapping / after pinning
-  std::string error;              // non-empty: this point could not be measured
+  std::string error;                    // non-empty: this point could not be measured
 };
 struct CostSeries {
   std::string backend;

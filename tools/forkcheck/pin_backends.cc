@@ -67,8 +67,8 @@ class IouringPin : public Pin {
     }
     std::size_t got = 0;
     while (got < len) {
-      const ssize_t n = pread(sink_, static_cast<char*>(out) + got, len - got,
-                              static_cast<off_t>(got));
+      const ssize_t n =
+          pread(sink_, static_cast<char*>(out) + got, len - got, static_cast<off_t>(got));
       if (n < 0) return pinring::LastErrnoStatus("pread(sink)");
       if (n == 0) return absl::InternalError("short read from sink");
       got += static_cast<std::size_t>(n);
@@ -121,7 +121,10 @@ class IouringBackend : public PinBackend {
 class VerbsPin : public Pin {
  public:
   VerbsPin(LoopbackQp& qp, MemoryRegion mr, MemoryRegion bounce, void* bounce_mem, std::size_t len)
-      : qp_(qp), mr_(std::move(mr)), bounce_(std::move(bounce)), bounce_mem_(bounce_mem),
+      : qp_(qp),
+        mr_(std::move(mr)),
+        bounce_(std::move(bounce)),
+        bounce_mem_(bounce_mem),
         len_(len) {}
   ~VerbsPin() override {
     (void)bounce_.Deregister();
@@ -192,8 +195,7 @@ class VerbsBackend : public PinBackend {
       munmap(bounce, len);
       return mr.status();
     }
-    return std::unique_ptr<Pin>(
-        new VerbsPin(*qp_, *std::move(mr), *std::move(bmr), bounce, len));
+    return std::unique_ptr<Pin>(new VerbsPin(*qp_, *std::move(mr), *std::move(bmr), bounce, len));
   }
 
  private:
@@ -208,11 +210,13 @@ class GupTestBackend : public PinBackend {
   GupTestBackend() {
     struct stat st {};
     if (stat("/sys/kernel/debug/gup_test", &st) != 0) {
-      reason_ = "/sys/kernel/debug/gup_test absent (kernel built without CONFIG_GUP_TEST, or "
-                "debugfs not mounted)";
+      reason_ =
+          "/sys/kernel/debug/gup_test absent (kernel built without CONFIG_GUP_TEST, or "
+          "debugfs not mounted)";
     } else {
-      reason_ = "/sys/kernel/debug/gup_test exists but this build has no gup_test pin backend "
-                "(PIN_LONGTERM_TEST_* ioctls not wired up)";
+      reason_ =
+          "/sys/kernel/debug/gup_test exists but this build has no gup_test pin backend "
+          "(PIN_LONGTERM_TEST_* ioctls not wired up)";
     }
   }
   std::string name() const override { return "gup_test"; }

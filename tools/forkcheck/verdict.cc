@@ -10,30 +10,48 @@ namespace pinring::forkcheck {
 
 std::string_view OutcomeName(Outcome o) {
   switch (o) {
-    case Outcome::kCoherent: return "coherent";
-    case Outcome::kStale: return "stale";
-    case Outcome::kLeak: return "leak";
-    case Outcome::kChildSignal: return "child-signal";
-    case Outcome::kPinFailed: return "pin-failed";
-    case Outcome::kSkipped: return "skipped";
-    case Outcome::kUnknown: return "unknown";
+    case Outcome::kCoherent:
+      return "coherent";
+    case Outcome::kStale:
+      return "stale";
+    case Outcome::kLeak:
+      return "leak";
+    case Outcome::kChildSignal:
+      return "child-signal";
+    case Outcome::kPinFailed:
+      return "pin-failed";
+    case Outcome::kSkipped:
+      return "skipped";
+    case Outcome::kUnknown:
+      return "unknown";
   }
   return "unknown";
 }
 
 std::string_view ScenarioName(Scenario s) {
   switch (s) {
-    case Scenario::kZeroPagePin: return "zero-page-pin";
-    case Scenario::kParentWriteChildAlive: return "parent-write-child-alive";
-    case Scenario::kParentWriteChildExited: return "parent-write-child-exited";
-    case Scenario::kChildWrite: return "child-write";
-    case Scenario::kForkConcurrentWriter: return "fork-concurrent-writer";
-    case Scenario::kDontneed: return "dontneed";
-    case Scenario::kMunmapRemap: return "munmap-remap";
-    case Scenario::kMremap: return "mremap";
-    case Scenario::kThp: return "thp";
-    case Scenario::kHugetlb: return "hugetlb";
-    case Scenario::kChildTouch: return "child-touch";
+    case Scenario::kZeroPagePin:
+      return "zero-page-pin";
+    case Scenario::kParentWriteChildAlive:
+      return "parent-write-child-alive";
+    case Scenario::kParentWriteChildExited:
+      return "parent-write-child-exited";
+    case Scenario::kChildWrite:
+      return "child-write";
+    case Scenario::kForkConcurrentWriter:
+      return "fork-concurrent-writer";
+    case Scenario::kDontneed:
+      return "dontneed";
+    case Scenario::kMunmapRemap:
+      return "munmap-remap";
+    case Scenario::kMremap:
+      return "mremap";
+    case Scenario::kThp:
+      return "thp";
+    case Scenario::kHugetlb:
+      return "hugetlb";
+    case Scenario::kChildTouch:
+      return "child-touch";
   }
   return "?";
 }
@@ -49,7 +67,8 @@ std::string_view ScenarioDescription(Scenario s) {
     case Scenario::kChildWrite:
       return "fork(); the child writes the range and exits; device reads (must not see it)";
     case Scenario::kForkConcurrentWriter:
-      return "fork() repeatedly while another parent thread keeps writing; final write; device reads";
+      return "fork() repeatedly while another parent thread keeps writing; final write; device "
+             "reads";
     case Scenario::kDontneed:
       return "MADV_DONTNEED on the registered range, parent writes, device reads";
     case Scenario::kMunmapRemap:
@@ -111,13 +130,20 @@ Outcome Classify(const Observation& obs) {
 
 std::string_view BlameName(Blame b) {
   switch (b) {
-    case Blame::kNone: return "none";
-    case Blame::kByDesign: return "by-design";
-    case Blame::kApplication: return "application";
-    case Blame::kKernel: return "kernel";
-    case Blame::kBackend: return "backend";
-    case Blame::kEnvironment: return "environment";
-    case Blame::kUnexplained: return "unexplained";
+    case Blame::kNone:
+      return "none";
+    case Blame::kByDesign:
+      return "by-design";
+    case Blame::kApplication:
+      return "application";
+    case Blame::kKernel:
+      return "kernel";
+    case Blame::kBackend:
+      return "backend";
+    case Blame::kEnvironment:
+      return "environment";
+    case Blame::kUnexplained:
+      return "unexplained";
   }
   return "?";
 }
@@ -159,12 +185,12 @@ Expectation Expect(Scenario s, ForkMode m, const KernelFacts& /*k*/) {
   if (!IsForkScenario(s)) {
     return {Outcome::kCoherent, "the pin follows the parent's later writes"};
   }
-  return {Outcome::kCoherent, "the parent keeps the pinned page across fork(); the device sees "
-                              "the parent's writes and never the child's"};
+  return {Outcome::kCoherent,
+          "the parent keeps the pinned page across fork(); the device sees "
+          "the parent's writes and never the child's"};
 }
 
-Judgement Judge(Scenario s, ForkMode m, const KernelFacts& k, Outcome got,
-                const Observation& obs) {
+Judgement Judge(Scenario s, ForkMode m, const KernelFacts& k, Outcome got, const Observation& obs) {
   Judgement j;
   j.expected = Expect(s, m, k);
   if (got == Outcome::kSkipped) {
@@ -252,15 +278,17 @@ Judgement Judge(Scenario s, ForkMode m, const KernelFacts& k, Outcome got,
   }
   if (got == Outcome::kCoherent && j.expected.outcome == Outcome::kChildSignal) {
     j.blame = Blame::kUnexplained;
-    j.explanation = "the child touched a dontfork range without a signal: MADV_DONTFORK did not "
-                    "take effect (madvise failed silently, or the range moved)";
+    j.explanation =
+        "the child touched a dontfork range without a signal: MADV_DONTFORK did not "
+        "take effect (madvise failed silently, or the range moved)";
     return j;
   }
   j.blame = Blame::kUnexplained;
-  j.explanation = absl::StrCat("got ", got_name, " where the mode guarantees ",
-                               std::string(OutcomeName(j.expected.outcome)), ": ", j.expected.guarantee,
-                               " -- not explained by a known kernel limitation; investigate");
-  if (obs.child_signal != 0) absl::StrAppend(&j.explanation, " (child signal ", obs.child_signal, ")");
+  j.explanation = absl::StrCat(
+      "got ", got_name, " where the mode guarantees ", std::string(OutcomeName(j.expected.outcome)),
+      ": ", j.expected.guarantee, " -- not explained by a known kernel limitation; investigate");
+  if (obs.child_signal != 0)
+    absl::StrAppend(&j.explanation, " (child signal ", obs.child_signal, ")");
   return j;
 }
 

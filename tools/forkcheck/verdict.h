@@ -38,11 +38,17 @@ enum class Scenario : std::uint8_t {
   kHugetlb,                 // 8b: hugetlb-backed, same
   kChildTouch,              // 9: the child reads the range (SIGSEGV under dontfork)
 };
-inline constexpr Scenario kAllScenarios[] = {
-    Scenario::kZeroPagePin,    Scenario::kParentWriteChildAlive, Scenario::kParentWriteChildExited,
-    Scenario::kChildWrite,     Scenario::kForkConcurrentWriter,  Scenario::kDontneed,
-    Scenario::kMunmapRemap,    Scenario::kMremap,                Scenario::kThp,
-    Scenario::kHugetlb,        Scenario::kChildTouch};
+inline constexpr Scenario kAllScenarios[] = {Scenario::kZeroPagePin,
+                                             Scenario::kParentWriteChildAlive,
+                                             Scenario::kParentWriteChildExited,
+                                             Scenario::kChildWrite,
+                                             Scenario::kForkConcurrentWriter,
+                                             Scenario::kDontneed,
+                                             Scenario::kMunmapRemap,
+                                             Scenario::kMremap,
+                                             Scenario::kThp,
+                                             Scenario::kHugetlb,
+                                             Scenario::kChildTouch};
 std::string_view ScenarioName(Scenario s);
 std::string_view ScenarioDescription(Scenario s);
 std::optional<Scenario> ParseScenario(std::string_view name);
@@ -99,7 +105,6 @@ struct Judgement {
   Blame blame = Blame::kNone;
   std::string explanation;  // empty only for coherent-as-expected cells
 };
-Judgement Judge(Scenario s, ForkMode m, const KernelFacts& k, Outcome got,
-                const Observation& obs);
+Judgement Judge(Scenario s, ForkMode m, const KernelFacts& k, Outcome got, const Observation& obs);
 
 }  // namespace pinring::forkcheck

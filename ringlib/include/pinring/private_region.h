@@ -53,9 +53,15 @@ class MappedMemory {
   std::size_t size() const { return len_; }
   int memfd() const { return memfd_; }  // -1 for anonymous memory
   // Gives up ownership of the mapping (the caller munmaps); the memfd stays owned.
-  void Release() { addr_ = nullptr; len_ = 0; }
+  void Release() {
+    addr_ = nullptr;
+    len_ = 0;
+  }
   // After the caller moved the mapping (mremap): adopt the new address.
-  void Adopt(void* addr, std::size_t len) { addr_ = addr; len_ = len; }
+  void Adopt(void* addr, std::size_t len) {
+    addr_ = addr;
+    len_ = len;
+  }
 
  private:
   void* addr_ = nullptr;
