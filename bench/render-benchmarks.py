@@ -24,32 +24,47 @@ WHY = {
         "ringd's event loop). Fix: a poller fast path for NOP/small ops, batch the completion "
         "tail store, and on a bigger machine isolate the poller core (isolcpus/nohz_full).",
     "BM_ShmNopRoundTrip/eventfd":
-        "one round trip costs two wake-ups like the bare ping-pong, plus the need-wakeup "
-        "handshake (seq_cst fence, flag reads) and ringd's io_uring event loop dispatch before "
-        "the poller runs the descriptor. Fix: run the descriptor directly on the event-loop "
-        "thread that received the doorbell instead of handing it to a poller thread.",
+        "both sides sleep, as in the bare ping-pong, but the client's wait does more than read an "
+        "eventfd: the profile below (client side) shows Queue::WaitBlocking calling Health() → "
+        "Connection::PollIncoming (a ppoll on the control socket) and absl::Now() on every wait. "
+        "ringd adds its own hop: its poller thread wakes from epoll_wait on the doorbell, clears "
+        "need-wakeup, serves the ring, then writes the completion eventfd. On this loaded 2-core "
+        "machine each extra wake-up can wait for a scheduler slot, which inflates the p50 "
+        "far more than the instruction count does. Fix: check the control socket only when the "
+        "completion eventfd wait times out (not per wait), take the deadline clock once per call, "
+        "and let the thread that sees the doorbell serve the queue directly.",
     "BM_ShmNopBatch/batch:32":
         "io_uring completes NOPs inline in the submitting syscall, so its batch of 32 costs one "
-        "syscall; pinring's costs a cross-core transfer of every ring cache line plus ringd's "
-        "per-descriptor validation. Fix: process a whole batch per poller pass (one Peek of up to "
-        "the batch, one completion tail store) and prefetch the next descriptor lines.",
+        "syscall on one core. pinring's client is not the bottleneck: the profile below shows "
+        "about half of its instructions spinning in RingConsumer::Peek (spsc_ring.h) waiting for "
+        "completions, i.e. for ringd (not under the profiler), whose poller copies, validates and "
+        "completes each descriptor on the other core; every ring line crosses cores twice. Fix: "
+        "serve a batch per poller pass with one completion-tail store, skip validation work for "
+        "NOPs, and prefetch the next descriptor lines.",
     "write_lat":
-        "every ringd-mediated WRITE adds a shared-memory hop (client ring → ringd poller) and a "
-        "completion hop (CQ poll in ringd → client completion ring) around the device's own "
-        "post/poll, and ringd serializes its loopback QP under a mutex. Under TCG emulation every "
-        "instruction of that extra path is emulated. Fix: post from the poller without the lock "
-        "(a QP per poller), poll the CQ in the same pass, inline small payloads.",
+        "soft-RoCE does the device's work in kernel tasks on the guest's own two vCPUs. In this "
+        "row the client spins on CPU 0 and ringd's poller, which posts the WRITE and then spins "
+        "on ibv_poll_cq (LoopbackQp::WaitFor, sched_yield every 1024 empty polls), holds CPU 1, so "
+        "rxe's requester/responder mostly run when a spinner yields or at a scheduler tick: the "
+        "latency is flat across sizes at a few ticks. ib_write_lat has two spinning processes "
+        "too but lets rxe run on the same CPU as each poll loop. Fix: in the verbs backend, "
+        "arm the CQ (ibv_req_notify_cq) and block on its completion channel instead of spinning "
+        "when the device is rxe; keep one WRITE per poller pass in flight instead of waiting "
+        "for each; on a hardware NIC the spin is right (the device needs no host CPU).",
     "write_rate":
-        "ringd keeps at most its QP depth (16) WRITEs in flight and signals every one, where "
-        "ib_write_bw keeps 128 in flight and signals one in 100 (CQ moderation). Fix: deeper QP, "
-        "selective signalling with completions fanned out per batch.",
+        "ringd executes descriptors one at a time: post one WRITE, wait for its completion, "
+        "then take the next descriptor (LoopbackQp::WaitFor per work request), so at most one "
+        "WRITE is in flight, where ib_write_bw keeps up to 128 in flight and signals one in 100. "
+        "Under emulation the same CPU starvation as in the latency row applies. Fix: post a "
+        "batch of WRITEs per poller pass, signal the last of the batch, and complete the "
+        "descriptors of the batch together.",
     "fork":
-        "fork() still walks the parent's page tables for the whole address space: with MADV_DONTFORK "
-        "the registered range is skipped, but the VMA split and the remaining bookkeeping grow "
-        "with the registration; with a MAP_SHARED memfd the child shares the pages but fork() "
-        "still has to handle the VMA. What is left is page-table work proportional to the "
-        "mapped size. Fix: back large registrations with 2 MiB pages (512x fewer entries to "
-        "walk) and keep registrations in few VMAs.",
+        "if the smaller sizes of the same mode stay at or below the target, a lone miss at 1 GiB "
+        "is as likely noise on a loaded machine (the evaluator's median of a few forks) as a "
+        "trend: re-run before acting. A real trend would come from fork() still copying the "
+        "page tables and VMAs around the registration (MADV_DONTFORK skips the range's pages "
+        "but the VMA split remains) and from the rest of the process's memory. Fix for a real "
+        "trend: back large registrations with 2 MiB pages and keep them in few VMAs.",
 }
 
 
@@ -105,15 +120,22 @@ def why_key(r):
     return rid.split("/")[0] if "/" in rid and rid.split("/")[0] in WHY else None
 
 
-def md_why(r, out):
+def md_why(r, out, seen):
+    """The why of a missed row; rows sharing one analysis (one per size) get it once."""
     if r.get("met") is not False:
         return
     k = why_key(r)
+    if k in seen:
+        out.append(f"\n`{r.get('id')}` misses too (ratio {fmt_ratio(r['ratio'])}): same cause as "
+                   f"`{seen[k]}` above.\n")
+        return
+    seen[k] = r.get("id")
     out.append(f"\n**Why `{r.get('id')}` misses its target — likely cause and fix** (ratio {fmt_ratio(r['ratio'])}, "
                f"target {r['op']} {r['target']}×): {WHY.get(k, 'no analysis recorded yet.')}\n")
     p = r.get("profile")
     if p:
-        out.append(f"\nProfile ({p['tool']}), top functions by self cost:\n\n```")
+        out.append(f"\nProfile ({p['tool']}{'; ' + p['note'] if p.get('note') else ''}), "
+                   "top functions by self cost:\n\n```")
         out.extend(p["top"] or ["(empty)"])
         out.append("```\n")
     else:
@@ -308,7 +330,7 @@ def render(res, docs):
         for r in sec.get("rows", []):
             if r.get("target") is not None:
                 rid = r.get("id") or f"fork {r['mode']} {fmt_bytes(r['bytes'])}"
-                out.append(f"| {rid} vs {r.get('anchor') or 'unpinned fork, same size'} "
+                out.append(f"| {rid} vs {r.get('anchor') or 'fork() with nothing registered'} "
                            f"{r['op']} {r['target']}× | {fmt_ratio(r.get('ratio'))} | "
                            f"{'not measured' if r.get('met') is None else 'met' if r['met'] else 'MISSED'} |")
     out.append("")
@@ -455,12 +477,13 @@ def render(res, docs):
             p = plot_fork(sec, img)
             if p:
                 out.append(f"![fork latency]({p})\n")
+        seen = {}
         for r in sec.get("rows", []):
             if r.get("met") is False:
                 if sec["id"] == "fork":
                     out.append(f"\n**Why fork {r['mode']} {fmt_bytes(r['bytes'])} misses — likely cause and fix (not profiled)**: {WHY['fork']}\n")
                 else:
-                    md_why(r, out)
+                    md_why(r, out, seen)
     with open(os.path.join(docs, "benchmarks.md"), "w") as f:
         f.write("\n".join(out) + "\n")
 
