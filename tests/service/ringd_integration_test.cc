@@ -463,7 +463,8 @@ TEST_F(RingdTest, EightClientsAtOnceEachSeeTheirOwnData) {
       auto a = TestRegion::Make(32768);
       auto b = TestRegion::Make(32768);
       if (!(*q)->Create(**c).ok() || !(*a)->Register(**c).ok() || !(*b)->Register(**c).ok()) return;
-      for (int round = 0; round < 20; ++round) {
+      // Under soft-RoCE in a TCG guest every op crawls: fewer rounds there.
+      for (int round = 0; round < (kVerbs ? 3 : 20); ++round) {
         Pattern(**a, static_cast<std::uint32_t>(i * 1000 + round));
         Descriptor ds[2] = {CopyDesc(1, (*a)->handle, 0, (*b)->handle, 0, 32768),
                             ChecksumDesc(2, (*b)->handle, 0, 32768)};
