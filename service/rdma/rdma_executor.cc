@@ -17,12 +17,31 @@ constexpr bool Inside(std::uint64_t off, std::uint64_t len, std::uint64_t size) 
 CompletionStatus ValidateRdmaDescriptor(const Descriptor& d, RemoteOps& ops) {
   // Every field below is client-written and untrusted; the order of checks (and so the status
   // reported for a descriptor with several faults) follows the shm transport's validator.
-  if (d.opcode >= kOpcodeCount) return CompletionStatus::kBadOpcode;
-  if (d.reserved0 != 0 || d.reserved1 != 0 || d.reserved2 != 0) {
+  if (d.opcode >= kRdmaOpcodeCount) return CompletionStatus::kBadOpcode;
+  // REMOTE ops carry the grant's node in reserved2 (ring_format.h); every other reserved field,
+  // and reserved2 for the other opcodes, must stay zero.
+  if (d.reserved0 != 0 || d.reserved1 != 0 || (d.reserved2 != 0 && !IsRemoteOpcode(d.opcode))) {
     return CompletionStatus::kBadReserved;
   }
   if ((d.flags & ~kDescFlagsKnown) != 0) return CompletionStatus::kBadFlags;
   const auto op = static_cast<Opcode>(d.opcode);
+  if (IsRemoteOpcode(d.opcode)) {
+    // No flag applies to a REMOTE op. Only the local side is checked here (the grant side is the
+    // granting ringd's business, RemoteOps::Remote).
+    if (d.flags != 0) return CompletionStatus::kBadFlags;
+    const bool write = d.opcode == kOpRemoteWrite;
+    const GrantedRegion* local = ops.Lookup(write ? d.src_region : d.dst_region);
+    if (local == nullptr) return CompletionStatus::kUnknownRegion;
+    if (!Inside(write ? d.src_offset : d.dst_offset, d.length, local->length)) {
+      return CompletionStatus::kOutOfBounds;
+    }
+    // The grant side's bounds, for the same overflow-free arithmetic later.
+    if (!Inside(write ? d.dst_offset : d.src_offset, d.length, ~std::uint64_t{0})) {
+      return CompletionStatus::kOutOfBounds;
+    }
+    if (!write && !local->writable) return CompletionStatus::kReadOnlyRegion;
+    return CompletionStatus::kOk;
+  }
   if ((d.flags & kDescFlagFillPattern64) != 0 && op != Opcode::kFill) {
     return CompletionStatus::kBadFlags;
   }
@@ -56,6 +75,7 @@ CompletionStatus ExecuteOne(const Descriptor& d, RemoteOps& ops, std::uint64_t* 
   const CompletionStatus v = ValidateRdmaDescriptor(d, ops);
   if (v != CompletionStatus::kOk) return v;
   const auto op = static_cast<Opcode>(d.opcode);
+  if (IsRemoteOpcode(d.opcode)) return ops.Remote(d, result);
   // Validated: copy what we need now; the region table does not change during one descriptor.
   const GrantedRegion src = op == Opcode::kNop || op == Opcode::kFill ? GrantedRegion{}
                                                                       : *ops.Lookup(d.src_region);

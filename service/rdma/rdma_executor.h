@@ -33,7 +33,16 @@ class RemoteOps {
   virtual std::byte* bounce() = 0;
   virtual std::uint32_t bounce_size() = 0;
   virtual const GrantedRegion* Lookup(std::uint32_t handle) = 0;
+  // REMOTE_WRITE / REMOTE_READ whose local side ValidateRdmaDescriptor accepted: checks the grant
+  // the descriptor names (its own ringd or a peer) and moves the data. kDeviceError when the
+  // transport failed (this connection's, the grant owner's or the peer link's).
+  virtual CompletionStatus Remote(const Descriptor& d, std::uint64_t* result) = 0;
 };
+
+inline bool IsRemoteOpcode(std::uint8_t opcode) {
+  return opcode == kOpRemoteWrite ||
+         opcode == kOpRemoteRead;
+}
 
 // Validates `d` (ringd's private copy) and executes it. Returns the completion status and sets
 // *result (CHECKSUM: the FNV-1a 64; COPY/FILL: bytes written). A transport failure returns

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <rdma/rdma_cma.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,10 +53,29 @@ struct Device {
   ibv_comp_channel* comp = nullptr;
 };
 
+static_assert(kBounceBytes == rdma::kPeerChunkBytes, "one peer chunk fits one bounce buffer");
+
+// A grant (exported region): the owner connection and its region handle, and the capability key.
+struct Grant {
+  std::uint32_t conn_id = 0;
+  std::uint32_t region_handle = 0;
+  std::uint64_t key = 0;
+};
+
+std::uint64_t RandomKey() {
+  std::uint64_t k = 0;
+  while (k == 0) {
+    if (getrandom(&k, sizeof k, 0) != static_cast<ssize_t>(sizeof k)) k = 0;
+  }
+  return k;
+}
+
 }  // namespace
 
 // One client connection. Owned by the listener thread only.
 struct Connection final : RemoteOps {
+  RdmaListener::Impl* impl = nullptr;
+  bool peer = false;  // another ringd forwarding REMOTE ops (kConnectFlagPeer): no rings
   std::uint32_t id = 0;
   Device* device = nullptr;
   std::unique_ptr<RdmaChannel> ch;
@@ -92,8 +112,15 @@ struct Connection final : RemoteOps {
     return it == regions.end() ? nullptr : &it->second;
   }
 
+  CompletionStatus Remote(const Descriptor& d, std::uint64_t* result) override;
+
   absl::Status RunOp(ibv_wr_opcode op, std::uint64_t local_off, std::uint32_t len,
-                     std::uint64_t remote_addr, std::uint32_t rkey);
+                     std::uint64_t remote_addr, std::uint32_t rkey) {
+    return RunOpMr(op, mem->mr(), local_off, len, remote_addr, rkey);
+  }
+  // The same with a local buffer of another MR of the same PD (another connection's bounce).
+  absl::Status RunOpMr(ibv_wr_opcode op, const MemoryRegion& mr, std::uint64_t local_off,
+                       std::uint32_t len, std::uint64_t remote_addr, std::uint32_t rkey);
   // Handles one work completion that is not the op being waited for.
   void HandleWc(const ibv_wc& wc);
   absl::Status PollAll();
@@ -135,13 +162,14 @@ absl::Status Connection::PollAll() {
   }
 }
 
-absl::Status Connection::RunOp(ibv_wr_opcode op, std::uint64_t local_off, std::uint32_t len,
-                               std::uint64_t remote_addr, std::uint32_t rkey) {
+absl::Status Connection::RunOpMr(ibv_wr_opcode op, const MemoryRegion& mr,
+                                 std::uint64_t local_off, std::uint32_t len,
+                                 std::uint64_t remote_addr, std::uint32_t rkey) {
   if (qp_broken) return error;
   const std::uint64_t wr_id = kOpTag | next_op++;
   absl::Status st = op == IBV_WR_RDMA_READ
-                        ? ch->PostRead(mem->mr(), local_off, len, remote_addr, rkey, wr_id, true)
-                        : ch->PostWrite(mem->mr(), local_off, len, remote_addr, rkey, wr_id, true);
+                        ? ch->PostRead(mr, local_off, len, remote_addr, rkey, wr_id, true)
+                        : ch->PostWrite(mr, local_off, len, remote_addr, rkey, wr_id, true);
   PINRING_RETURN_IF_ERROR(st);
   const absl::Time deadline = absl::Now() + op_timeout;
   ibv_wc wc[8];
@@ -196,6 +224,90 @@ absl::Status Connection::Send(const ControlMessage& m) {
   }
 }
 
+// ringd's own connection to another ringd (kConnectFlagPeer), made on demand for the first REMOTE
+// op naming that node and dropped on any failure (the next op reconnects). Synchronous: one
+// PeerOp in flight. Memory: receive slots | send slot | the chunk buffer the peer reads/writes.
+struct PeerLink {
+  static constexpr std::uint32_t kRecv = 4;
+  std::uint64_t node = 0;
+  std::unique_ptr<RdmaChannel> ch;
+  std::unique_ptr<PrivateRegion> mem;
+  std::uint64_t send_off = kRecv * kSlotBytes;
+  std::uint64_t buf_off = RoundUp((kRecv + 1) * kSlotBytes, kPageSize);
+  std::uint32_t seq = 1;
+  std::byte* buf() { return static_cast<std::byte*>(mem->data()) + buf_off; }
+
+  ~PeerLink() {
+    if (ch != nullptr) {
+      ch->Disconnect();
+      ch->DestroyQp();
+    }
+    mem.reset();
+    ch.reset();
+  }
+
+  // One chunk: kPeerWrite sends buf()[0, len) into the grant, kPeerRead fills buf()[0, len).
+  // Returns the peer's status, or an error when the link failed (the caller drops it).
+  absl::StatusOr<CompletionStatus> Request(std::uint32_t direction, std::uint32_t handle,
+                                           std::uint64_t key, std::uint64_t offset,
+                                           std::uint32_t len, absl::Duration timeout) {
+    rdma::PeerOp op{};
+    op.magic = rdma::kRdmaMagic;
+    op.type = static_cast<std::uint16_t>(ControlType::kPeerOp);
+    op.seq = seq++;
+    op.key = key;
+    op.offset = offset;
+    op.buf_addr = reinterpret_cast<std::uint64_t>(buf());
+    op.length = len;
+    op.buf_rkey = mem->mr().rkey();
+    op.handle = handle;
+    op.direction = direction;
+    std::memcpy(static_cast<std::byte*>(mem->data()) + send_off, &op, sizeof op);
+    PINRING_RETURN_IF_ERROR(ch->PostSend(mem->mr(), send_off, sizeof op, kSendTag, true));
+    const absl::Time deadline = absl::Now() + timeout;
+    ibv_wc wc[8];
+    for (std::uint32_t spins = 0;; ++spins) {
+      PINRING_ASSIGN_OR_RETURN(int n, ch->Poll(absl::MakeSpan(wc)));
+      for (int i = 0; i < n; ++i) {
+        if (wc[i].status != IBV_WC_SUCCESS) {
+          return absl::UnavailableError(absl::StrCat("peer link work completion failed: ",
+                                                     ibv_wc_status_str(wc[i].status)));
+        }
+        if ((wc[i].wr_id & kRecvTag) == 0) continue;  // our send completed
+        const auto slot = static_cast<std::uint32_t>(wc[i].wr_id & 0xffff);
+        // Untrusted: the peer ringd. A message only when IsWellFormed says so; slot < kRecv is
+        // ours (the wr_id comes from our own PostRecv).
+        ControlMessage m{};
+        std::memcpy(&m, static_cast<const std::byte*>(mem->data()) + slot * kSlotBytes,
+                    std::min<std::size_t>(wc[i].byte_len, sizeof m));
+        PINRING_RETURN_IF_ERROR(
+            ch->PostRecv(mem->mr(), slot * kSlotBytes, kSlotBytes, kRecvTag | slot));
+        if (!rdma::IsWellFormed(m, wc[i].byte_len) ||
+            m.type != static_cast<std::uint16_t>(ControlType::kPeerOpReply)) {
+          return absl::DataLossError("peer ringd sent a malformed reply");
+        }
+        if (m.seq != op.seq) continue;  // a stale reply (cannot happen: one in flight)
+        // Untrusted status: only the ones a grant check or the transfer can produce.
+        const auto st = static_cast<CompletionStatus>(m.code);
+        if (st == CompletionStatus::kOk && m.value != len) {
+          return absl::DataLossError("peer ringd reported a short transfer");
+        }
+        if (st != CompletionStatus::kOk && st != CompletionStatus::kUnknownRegion &&
+            st != CompletionStatus::kOutOfBounds && st != CompletionStatus::kReadOnlyRegion &&
+            st != CompletionStatus::kDeviceError && st != CompletionStatus::kShuttingDown) {
+          return absl::DataLossError(absl::StrCat("peer ringd sent status ", m.code));
+        }
+        return st;
+      }
+      if ((spins & 255) == 255) {
+        if (absl::Now() > deadline) return absl::DeadlineExceededError("peer ringd: no reply");
+        if (ch->PollDisconnected()) return absl::UnavailableError("peer ringd disconnected");
+        sched_yield();
+      }
+    }
+  }
+};
+
 class RdmaListener::Impl {
  public:
   explicit Impl(const RdmaListenerOptions& o) : opts_(o) {
@@ -222,7 +334,20 @@ class RdmaListener::Impl {
   void Log(const std::string& s) { opts_.log(s); }
   void HandleCmEvents();
   void OnConnectRequest(rdma_cm_id* id, const std::string& pdata);
-  absl::StatusOr<Device*> DeviceFor(rdma_cm_id* id);
+  absl::StatusOr<Device*> DeviceFor(ibv_context* verbs, int port_num);
+  absl::StatusOr<Device*> DeviceFor(rdma_cm_id* id) { return DeviceFor(id->verbs, id->port_num); }
+
+ public:
+  CompletionStatus Remote(Connection& c, const Descriptor& d, std::uint64_t* result);
+
+ private:
+  // Grant side of one chunk, for a local requester and for a peer: checks and the grant's region.
+  CompletionStatus CheckGrant(std::uint32_t handle, std::uint64_t key, std::uint64_t offset,
+                              std::uint64_t len, bool write, Device* device, Connection** owner,
+                              GrantedRegion* region);
+  bool IsLocalNode(Connection& c, std::uint64_t node);
+  absl::StatusOr<PeerLink*> PeerFor(std::uint64_t node);
+  absl::Status HandlePeerOp(Connection& c, const ControlMessage& m);
   absl::Status SetUp(Connection& c);
   void Service(Connection& c);
   absl::Status HandleMessage(Connection& c, const ControlMessage& m, std::uint32_t len);
@@ -244,6 +369,10 @@ class RdmaListener::Impl {
   std::map<ibv_context*, std::unique_ptr<Device>> devices_;
   std::map<std::uint32_t, std::unique_ptr<Connection>> conns_;
   std::uint32_t next_conn_id_ = 1;
+  std::uint16_t port_ = 0;
+  std::map<std::uint32_t, Grant> grants_;
+  std::uint32_t next_grant_ = 1;
+  std::map<std::uint64_t, std::unique_ptr<PeerLink>> peers_;
   absl::Mutex stats_mu_;
   RdmaListenerStats stats_;
 };
@@ -274,12 +403,13 @@ absl::Status RdmaListener::Impl::Listen(std::uint16_t* port) {
                                                opts_.port, "): ", std::strerror(err)));
   }
   if (rdma_listen(listen_id_, 16) != 0) return pinring::LastErrnoStatus("rdma_listen");
-  *port = ntohs(rdma_get_src_port(listen_id_));
+  *port = port_ = ntohs(rdma_get_src_port(listen_id_));
   return absl::OkStatus();
 }
 
 RdmaListener::Impl::~Impl() {
   while (!conns_.empty()) Destroy(conns_.begin()->second.get());
+  peers_.clear();  // before the devices' PDs
   if (listen_id_ != nullptr) rdma_destroy_id(listen_id_);
   for (auto& [ctx, d] : devices_) {
     if (d->comp != nullptr) ibv_destroy_comp_channel(d->comp);
@@ -301,16 +431,16 @@ void RdmaListener::Impl::Reject(rdma_cm_id* id, absl::StatusCode code, const std
   Log(absl::StrCat("rejected a connection: ", why));
 }
 
-absl::StatusOr<Device*> RdmaListener::Impl::DeviceFor(rdma_cm_id* id) {
-  auto it = devices_.find(id->verbs);
+absl::StatusOr<Device*> RdmaListener::Impl::DeviceFor(ibv_context* verbs, int port_num) {
+  auto it = devices_.find(verbs);
   if (it != devices_.end()) return it->second.get();
   auto d = std::make_unique<Device>();
-  PINRING_ASSIGN_OR_RETURN(d->dev, VerbsDevice::Adopt(id->verbs, id->port_num));
-  d->comp = ibv_create_comp_channel(id->verbs);
+  PINRING_ASSIGN_OR_RETURN(d->dev, VerbsDevice::Adopt(verbs, port_num));
+  d->comp = ibv_create_comp_channel(verbs);
   if (d->comp == nullptr) return pinring::LastErrnoStatus("ibv_create_comp_channel");
   PINRING_RETURN_IF_ERROR(SetNonBlocking(d->comp->fd));
   Log(absl::StrCat("serving rdma clients on ", d->dev->name()));
-  return (devices_[id->verbs] = std::move(d)).get();
+  return (devices_[verbs] = std::move(d)).get();
 }
 
 void RdmaListener::Impl::OnConnectRequest(rdma_cm_id* id, const std::string& pdata) {
@@ -328,6 +458,13 @@ void RdmaListener::Impl::OnConnectRequest(rdma_cm_id* id, const std::string& pda
   if (req.version != rdma::kRdmaVersion) {
     return Reject(id, absl::StatusCode::kFailedPrecondition,
                   absl::StrCat("rdma protocol version ", req.version, " unsupported"));
+  }
+  const bool peer = (req.flags & rdma::kConnectFlagPeer) != 0;
+  if (peer) {
+    // A ringd peer has no rings: whatever it put in the ring fields is ignored (our staging
+    // sizes come from our own minimum), only its receive depth matters.
+    req.sq_entries = req.cq_entries = kMinRingEntries;
+    req.sq_addr = req.cq_addr = 1;
   }
   if (!IsValidRingSize(req.sq_entries) || !IsValidRingSize(req.cq_entries) ||
       req.cq_entries < req.sq_entries || req.sq_entries > opts_.max_sq_entries ||
@@ -347,6 +484,8 @@ void RdmaListener::Impl::OnConnectRequest(rdma_cm_id* id, const std::string& pda
   if (!dev.ok()) return Reject(id, absl::StatusCode::kUnavailable, dev.status().ToString());
   auto c = std::make_unique<Connection>();
   c->id = next_conn_id_++;
+  c->impl = this;
+  c->peer = peer;
   c->device = *dev;
   c->ch = RdmaChannel::FromConnectRequest(id);
   c->req = req;
@@ -370,7 +509,9 @@ void RdmaListener::Impl::OnConnectRequest(rdma_cm_id* id, const std::string& pda
     ++st.accepted;
     ++st.connected;
   });
-  Log(absl::StrCat("connection ", c->id, ": sq ", req.sq_entries, ", cq ", req.cq_entries));
+  Log(peer ? absl::StrCat("connection ", c->id, ": ringd peer")
+            : absl::StrCat("connection ", c->id, ": sq ", req.sq_entries, ", cq ",
+                           req.cq_entries));
   conns_[c->id] = std::move(c);
 }
 
@@ -448,10 +589,53 @@ absl::Status RdmaListener::Impl::HandleMessage(Connection& c, const ControlMessa
   if (!rdma::IsWellFormed(m, len)) {
     return absl::InvalidArgumentError(absl::StrCat("garbage message (", len, " bytes)"));
   }
+  // A peer ringd may only forward REMOTE ops; a client may not.
+  if (c.peer != (m.type == static_cast<std::uint16_t>(ControlType::kPeerOp))) {
+    return absl::InvalidArgumentError(absl::StrCat("message type ", m.type, " not allowed on a ",
+                                                   c.peer ? "peer" : "client", " connection"));
+  }
   ControlMessage reply{};
   reply.magic = rdma::kRdmaMagic;
   reply.seq = m.seq;
   switch (static_cast<ControlType>(m.type)) {
+    case ControlType::kPeerOp:
+      return HandlePeerOp(c, m);
+    case ControlType::kExportRegion: {
+      reply.type = static_cast<std::uint16_t>(ControlType::kExportRegionReply);
+      // Untrusted handle: it must name one of this connection's own regions.
+      absl::StatusCode code = absl::StatusCode::kOk;
+      if (c.regions.count(m.handle) == 0) {
+        code = absl::StatusCode::kNotFound;
+      } else if (grants_.size() >=
+                 std::uint64_t{opts_.max_connections} * opts_.max_regions_per_connection) {
+        code = absl::StatusCode::kResourceExhausted;
+      } else {
+        sockaddr* local = rdma_get_local_addr(c.ch->id());
+        std::uint32_t ip = 0;
+        if (local != nullptr && local->sa_family == AF_INET) {
+          ip = ntohl(reinterpret_cast<sockaddr_in*>(local)->sin_addr.s_addr);
+        }
+        const std::uint32_t g = next_grant_++;
+        grants_[g] = Grant{c.id, m.handle, RandomKey()};
+        reply.handle = g;
+        reply.value = grants_[g].key;
+        reply.addr = rdma::NodeId(ip, port_);
+      }
+      reply.code = static_cast<std::int32_t>(code);
+      return c.Send(reply);
+    }
+    case ControlType::kRevokeGrant: {
+      reply.type = static_cast<std::uint16_t>(ControlType::kRevokeGrantReply);
+      // Untrusted handle: only the owner of a grant may revoke it.
+      auto it = grants_.find(m.handle);
+      if (it != grants_.end() && it->second.conn_id == c.id) {
+        grants_.erase(it);
+        reply.code = 0;
+      } else {
+        reply.code = static_cast<std::int32_t>(absl::StatusCode::kNotFound);
+      }
+      return c.Send(reply);
+    }
     case ControlType::kDoorbell: {
       const auto tail = static_cast<std::uint32_t>(m.value);
       // Untrusted tail: it may be anything. Between our own head and head + sq_entries it names
@@ -493,7 +677,11 @@ absl::Status RdmaListener::Impl::HandleMessage(Connection& c, const ControlMessa
     }
     case ControlType::kDeregisterRegion: {
       reply.type = static_cast<std::uint16_t>(ControlType::kDeregisterRegionReply);
-      // Revoking the grant: later descriptors naming it complete kUnknownRegion.
+      // Revoking the grant: later descriptors naming it complete kUnknownRegion; so do REMOTE
+      // ops naming an export of it.
+      std::erase_if(grants_, [&](const auto& g) {
+        return g.second.conn_id == c.id && g.second.region_handle == m.handle;
+      });
       reply.code = c.regions.erase(m.handle) == 1
                        ? 0
                        : static_cast<std::int32_t>(absl::StatusCode::kNotFound);
@@ -610,6 +798,7 @@ void RdmaListener::Impl::Destroy(Connection* c) {
   if (it == conns_.end()) return;
   std::unique_ptr<Connection> owned = std::move(it->second);
   conns_.erase(it);
+  std::erase_if(grants_, [id](const auto& g) { return g.second.conn_id == id; });
   owned->ch->id()->context = nullptr;
   owned->ch->Disconnect();
   owned->ch->DestroyQp();  // QP + CQ before the connection's MR and the PD
@@ -641,6 +830,210 @@ void RdmaListener::Impl::Run() {
     }
     for (Connection* c : dead) Destroy(c);
   }
+}
+
+// --- remote data movement (grants, peers) ---------------------------------------------------
+CompletionStatus Connection::Remote(const Descriptor& d, std::uint64_t* result) {
+  return impl->Remote(*this, d, result);
+}
+
+CompletionStatus RdmaListener::Impl::CheckGrant(std::uint32_t handle, std::uint64_t key,
+                                                std::uint64_t offset, std::uint64_t len,
+                                                bool write, Device* device, Connection** owner,
+                                                GrantedRegion* region) {
+  // Untrusted handle, key, offset and length (a client's descriptor or a peer ringd's PeerOp).
+  // A revoked grant, a wrong key, a dead owner or a destroyed region all look the same.
+  auto g = grants_.find(handle);
+  if (g == grants_.end() || g->second.key != key) return CompletionStatus::kUnknownRegion;
+  auto o = conns_.find(g->second.conn_id);
+  if (o == conns_.end() || o->second->dead || o->second->qp_broken) {
+    return CompletionStatus::kUnknownRegion;
+  }
+  const GrantedRegion* r = o->second->Lookup(g->second.region_handle);
+  if (r == nullptr) return CompletionStatus::kUnknownRegion;
+  if (offset > r->length || len > r->length - offset) return CompletionStatus::kOutOfBounds;
+  if (write && !r->writable) return CompletionStatus::kReadOnlyRegion;
+  // The data moves through a buffer of the requester's MR on the owner's QP: same PD needed.
+  if (o->second->device != device) return CompletionStatus::kDeviceError;
+  *owner = o->second.get();
+  *region = *r;
+  return CompletionStatus::kOk;
+}
+
+bool RdmaListener::Impl::IsLocalNode(Connection& c, std::uint64_t node) {
+  if (node == 0) return true;
+  if (rdma::NodePort(node) != port_) return false;
+  sockaddr* local = rdma_get_local_addr(c.ch->id());
+  return local != nullptr && local->sa_family == AF_INET &&
+         ntohl(reinterpret_cast<sockaddr_in*>(local)->sin_addr.s_addr) == rdma::NodeAddr(node);
+}
+
+absl::StatusOr<PeerLink*> RdmaListener::Impl::PeerFor(std::uint64_t node) {
+  auto it = peers_.find(node);
+  if (it != peers_.end()) return it->second.get();
+  in_addr a{};
+  a.s_addr = htonl(rdma::NodeAddr(node));
+  char text[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &a, text, sizeof text);
+  auto p = std::make_unique<PeerLink>();
+  p->node = node;
+  PINRING_ASSIGN_OR_RETURN(p->ch, RdmaChannel::Resolve(text, rdma::NodePort(node),
+                                                       opts_.op_timeout));
+  PINRING_ASSIGN_OR_RETURN(Device * dev, DeviceFor(p->ch->verbs(), p->ch->port_num()));
+  RdmaChannel::QpOptions qo;
+  qo.send_depth = 8;
+  qo.recv_depth = PeerLink::kRecv;
+  PINRING_RETURN_IF_ERROR(p->ch->CreateQp(*dev->dev, qo));
+  PrivateRegion::Options po;
+  po.mode = ForkMode::kDontFork;
+  po.device_writes = true;
+  PINRING_ASSIGN_OR_RETURN(p->mem,
+                           PrivateRegion::Create(*dev->dev, p->buf_off + kBounceBytes, po));
+  for (std::uint32_t i = 0; i < PeerLink::kRecv; ++i) {
+    PINRING_RETURN_IF_ERROR(
+        p->ch->PostRecv(p->mem->mr(), std::uint64_t{i} * kSlotBytes, kSlotBytes, kRecvTag | i));
+  }
+  rdma::ConnectRequest req{};
+  req.magic = rdma::kRdmaMagic;
+  req.version = rdma::kRdmaVersion;
+  req.flags = rdma::kConnectFlagPeer;
+  req.recv_depth = PeerLink::kRecv;
+  std::string reply;
+  absl::Status st = p->ch->Connect(
+      absl::MakeConstSpan(reinterpret_cast<const std::byte*>(&req), sizeof req), opts_.op_timeout,
+      &reply);
+  if (!st.ok()) {
+    return absl::Status(st.code(), absl::StrCat("ringd peer ", text, ":", rdma::NodePort(node),
+                                                ": ", st.message()));
+  }
+  Log(absl::StrCat("peer link to ", text, ":", rdma::NodePort(node), " up"));
+  return (peers_[node] = std::move(p)).get();
+}
+
+CompletionStatus RdmaListener::Impl::Remote(Connection& c, const Descriptor& d,
+                                            std::uint64_t* result) {
+  // ValidateRdmaDescriptor accepted the local side (region, bounds, writability) and the grant
+  // side's offset + length does not overflow.
+  const bool write = d.opcode == kOpRemoteWrite;
+  const GrantedRegion local = *c.Lookup(write ? d.src_region : d.dst_region);
+  const std::uint64_t local_off = write ? d.src_offset : d.dst_offset;
+  const std::uint32_t handle = write ? d.dst_region : d.src_region;
+  const std::uint64_t grant_off = write ? d.dst_offset : d.src_offset;
+  const std::uint64_t key = d.value;
+  const std::uint64_t node = d.reserved2;
+  *result = 0;
+  if (IsLocalNode(c, node)) {
+    Connection* owner = nullptr;
+    GrantedRegion region;
+    const CompletionStatus st =
+        CheckGrant(handle, key, grant_off, d.length, write, c.device, &owner, &region);
+    if (st != CompletionStatus::kOk) return st;
+    for (std::uint64_t done = 0; done < d.length;) {
+      const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(kBounceBytes,
+                                                                        d.length - done));
+      if (write) {
+        if (!c.Read(local.addr + local_off + done, local.rkey, n).ok()) {
+          return CompletionStatus::kDeviceError;
+        }
+        // The owner's failure is the owner's: it is failed at its next service.
+        if (!owner->RunOpMr(IBV_WR_RDMA_WRITE, c.mem->mr(), c.bounce_off, n,
+                            region.addr + grant_off + done, region.rkey)
+                 .ok()) {
+          return CompletionStatus::kDeviceError;
+        }
+      } else {
+        if (!owner->RunOpMr(IBV_WR_RDMA_READ, c.mem->mr(), c.bounce_off, n,
+                            region.addr + grant_off + done, region.rkey)
+                 .ok() ||
+            !c.Write(local.addr + local_off + done, local.rkey, n).ok()) {
+          return CompletionStatus::kDeviceError;
+        }
+      }
+      done += n;
+    }
+    *result = d.length;
+    return CompletionStatus::kOk;
+  }
+  // Another ringd's grant: forward chunk by chunk over the peer link (connected on demand).
+  auto peer = PeerFor(node);
+  if (!peer.ok()) {
+    Log(absl::StrCat("connection ", c.id, ": ", peer.status().ToString()));
+    return CompletionStatus::kDeviceError;
+  }
+  PeerLink* p = *peer;
+  for (std::uint64_t done = 0; done < d.length;) {
+    const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(kBounceBytes,
+                                                                      d.length - done));
+    if (write) {
+      if (!c.Read(local.addr + local_off + done, local.rkey, n).ok()) {
+        return CompletionStatus::kDeviceError;
+      }
+      std::memcpy(p->buf(), c.bounce(), n);
+    }
+    auto st = p->Request(write ? rdma::kPeerWrite : rdma::kPeerRead, handle, key, grant_off + done,
+                         n, opts_.op_timeout);
+    if (!st.ok()) {
+      // The link is gone: this op fails, the next one reconnects.
+      Log(absl::StrCat("peer link to node 0x", absl::Hex(node), " lost: ",
+                       st.status().ToString()));
+      peers_.erase(node);
+      return CompletionStatus::kDeviceError;
+    }
+    if (*st != CompletionStatus::kOk) return *st;
+    if (!write) {
+      std::memcpy(c.bounce(), p->buf(), n);
+      if (!c.Write(local.addr + local_off + done, local.rkey, n).ok()) {
+        return CompletionStatus::kDeviceError;
+      }
+    }
+    done += n;
+  }
+  *result = d.length;
+  return CompletionStatus::kOk;
+}
+
+absl::Status RdmaListener::Impl::HandlePeerOp(Connection& c, const ControlMessage& m) {
+  rdma::PeerOp op;
+  std::memcpy(&op, &m, sizeof op);
+  // Untrusted: a peer ringd. A chunk larger than our buffer or an unknown direction is a protocol
+  // violation (the connection ends); grant problems are statuses in the reply.
+  if (op.length == 0 || op.length > rdma::kPeerChunkBytes ||
+      (op.direction != rdma::kPeerWrite && op.direction != rdma::kPeerRead)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad peer op (length ", op.length, ", direction ", op.direction, ")"));
+  }
+  const bool write = op.direction == rdma::kPeerWrite;
+  Connection* owner = nullptr;
+  GrantedRegion region;
+  CompletionStatus st =
+      CheckGrant(op.handle, op.key, op.offset, op.length, write, c.device, &owner, &region);
+  if (st == CompletionStatus::kOk) {
+    if (write) {
+      // The peer's buffer through its rkey (the NIC checks it), then into the grant.
+      PINRING_RETURN_IF_ERROR(c.Read(op.buf_addr, op.buf_rkey, op.length));
+      if (!owner->RunOpMr(IBV_WR_RDMA_WRITE, c.mem->mr(), c.bounce_off, op.length,
+                          region.addr + op.offset, region.rkey)
+               .ok()) {
+        st = CompletionStatus::kDeviceError;
+      }
+    } else {
+      if (!owner->RunOpMr(IBV_WR_RDMA_READ, c.mem->mr(), c.bounce_off, op.length,
+                          region.addr + op.offset, region.rkey)
+               .ok()) {
+        st = CompletionStatus::kDeviceError;
+      } else {
+        // RC ordering: this WRITE's data lands before the reply SEND below.
+        PINRING_RETURN_IF_ERROR(c.Write(op.buf_addr, op.buf_rkey, op.length));
+      }
+    }
+  }
+  ControlMessage reply{};
+  reply.magic = rdma::kRdmaMagic;
+  reply.type = static_cast<std::uint16_t>(ControlType::kPeerOpReply);
+  reply.seq = op.seq;
+  reply.code = static_cast<std::int32_t>(st);
+  reply.value = st == CompletionStatus::kOk ? op.length : 0;
+  return c.Send(reply);
 }
 
 // --- RdmaListener ----------------------------------------------------------------------------

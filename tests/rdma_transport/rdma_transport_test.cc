@@ -84,7 +84,7 @@ TEST_F(RdmaTransport, ValidationStatusesMatchTheShmTransport) {
     return c.ok() ? static_cast<CompletionStatus>(c->status) : CompletionStatus::kDeviceError;
   };
   Descriptor bad = Nop(1);
-  bad.opcode = kOpcodeCount;
+  bad.opcode = kRdmaOpcodeCount;  // the first opcode the rdma transport does not know
   EXPECT_EQ(status_of(bad), CompletionStatus::kBadOpcode);
   EXPECT_EQ(status_of(Fill(999, 0, 1, 0)), CompletionStatus::kUnknownRegion);
   EXPECT_EQ(status_of(Fill((*rw)->handle(), 8000, 400, 0)), CompletionStatus::kOutOfBounds);

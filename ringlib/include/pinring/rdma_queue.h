@@ -23,9 +23,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "pinring/fork_mode.h"
+#include "pinring/rdma_wire.h"
 #include "pinring/ring_format.h"
 #include "pinring/wire_protocol.h"
 
@@ -88,6 +90,13 @@ class RdmaQueue {
   // deregisters and unmaps. The region pointer is invalid afterwards.
   absl::Status DestroyRegion(RdmaRegion* region);
 
+  // Asks ringd to export `region` as a grant: any client holding the token (of this ringd or,
+  // through ringd peering, of another) may REMOTE_WRITE / REMOTE_READ it until RevokeGrant,
+  // DestroyRegion or the end of this connection. Writes need a device-writable region.
+  absl::StatusOr<rdma::GrantToken> ExportRegion(RdmaRegion* region);
+  // Revokes a grant this queue exported: later REMOTE ops naming it complete kUnknownRegion.
+  absl::Status RevokeGrant(const rdma::GrantToken& token);
+
   // Writes `descs` into the submission ring and rings the doorbell once.
   // ResourceExhausted when fewer than descs.size() slots are free (Reap first); the connection's
   // error once it has failed.
@@ -148,9 +157,23 @@ class RdmaQueue {
   std::uint32_t reply_seq_ = 0;
   std::int32_t reply_code_ = 0;
   std::uint32_t reply_handle_ = 0;
+  std::uint64_t reply_value_ = 0;
+  std::uint64_t reply_addr_ = 0;
   std::uint32_t connection_id_ = 0;
   absl::Status error_;
   bool rings_deregistered_ = false;
 };
+
+// A REMOTE_WRITE of local src_region[src_offset, +length) into the grant at dst_offset.
+Descriptor RemoteWriteDescriptor(const rdma::GrantToken& dst, std::uint64_t dst_offset,
+                                 std::uint32_t src_region, std::uint64_t src_offset,
+                                 std::uint64_t length, std::uint64_t user_data);
+// A REMOTE_READ of the grant's [src_offset, +length) into local dst_region at dst_offset.
+Descriptor RemoteReadDescriptor(const rdma::GrantToken& src, std::uint64_t src_offset,
+                                std::uint32_t dst_region, std::uint64_t dst_offset,
+                                std::uint64_t length, std::uint64_t user_data);
+// "node:handle:key" in hex, and back (InvalidArgument on anything else).
+std::string FormatGrantToken(const rdma::GrantToken& t);
+absl::StatusOr<rdma::GrantToken> ParseGrantToken(absl::string_view text);
 
 }  // namespace pinring

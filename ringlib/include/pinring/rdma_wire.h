@@ -38,6 +38,9 @@ inline constexpr std::uint32_t kControlSlack = 8;
 
 // ConnectRequest::flags
 inline constexpr std::uint16_t kConnectFlagSqReadOnly = 1u << 0;  // informational: SQ fork mode
+// A ringd connecting to another ringd to forward REMOTE_WRITE / REMOTE_READ (no rings: the ring
+// fields are ignored; only kPeerOp messages are accepted on such a connection).
+inline constexpr std::uint16_t kConnectFlagPeer = 1u << 1;
 
 // Private data of rdma_connect (an RC REQ carries at most 56 bytes).
 struct ConnectRequest {
@@ -77,8 +80,16 @@ enum class ControlType : std::uint16_t {
   kDeregisterRegionReply = 5,   // ringd -> client: code
   kCompletions = 6,             // ringd -> client: value = new cq_tail
   kError = 7,                   // ringd -> client: code, text; ringd then disconnects
+  // Grants (remote data movement, see GrantToken).
+  kExportRegion = 8,            // client -> ringd: handle (one of its regions) -> a grant
+  kExportRegionReply = 9,       // ringd -> client: code, handle = grant handle, value = key,
+                                //   addr = node
+  kRevokeGrant = 10,            // client -> ringd: handle = grant handle (one it exported)
+  kRevokeGrantReply = 11,       // ringd -> client: code
+  kPeerOp = 12,                 // ringd -> ringd (peer connection): PeerOp
+  kPeerOpReply = 13,            // ringd -> ringd: seq, code = CompletionStatus, value = bytes
 };
-inline constexpr std::uint16_t kControlTypeMax = 7;
+inline constexpr std::uint16_t kControlTypeMax = 13;
 
 // kRegisterRegion flags
 inline constexpr std::uint32_t kRegionDeviceWritable = 1u << 0;  // registered with REMOTE_WRITE
@@ -100,6 +111,50 @@ struct ControlMessage {
 };
 static_assert(sizeof(ControlMessage) == 80);
 static_assert(std::is_trivially_copyable_v<ControlMessage>);
+
+// A grant: one region of one client, exported by its ringd so that other clients (of the same
+// ringd or of another) can name it in REMOTE_WRITE / REMOTE_READ. Whoever holds the token may use
+// the region (the key is the capability) until the owner revokes the grant or the region dies.
+struct GrantToken {
+  std::uint64_t node = 0;    // NodeId(ipv4, port) of the granting ringd
+  std::uint32_t handle = 0;  // grant handle (not the owner's region handle)
+  std::uint64_t key = 0;     // random 64-bit capability
+};
+// node = IPv4 (host byte order) << 16 | rdma_cm port. 0 in a descriptor = "my own ringd".
+constexpr std::uint64_t NodeId(std::uint32_t ipv4_host_order, std::uint16_t port) {
+  return (std::uint64_t{ipv4_host_order} << 16) | port;
+}
+constexpr std::uint32_t NodeAddr(std::uint64_t node) {
+  return static_cast<std::uint32_t>(node >> 16);
+}
+constexpr std::uint16_t NodePort(std::uint64_t node) {
+  return static_cast<std::uint16_t>(node & 0xffff);
+}
+
+// ringd -> ringd: one chunk of a forwarded REMOTE op. The requester exposes one buffer of its own
+// (buf_addr/buf_rkey, at most kPeerChunkBytes); the granting ringd RDMA READs the chunk from it
+// (kPeerWrite: into the grant) or RDMA WRITEs the chunk into it (kPeerRead: from the grant), then
+// replies kPeerOpReply with the same seq. Everything in it is untrusted for the receiver.
+inline constexpr std::uint32_t kPeerWrite = 1;
+inline constexpr std::uint32_t kPeerRead = 2;
+inline constexpr std::uint32_t kPeerChunkBytes = 64 * 1024;
+struct PeerOp {
+  std::uint32_t magic;  // kRdmaMagic
+  std::uint16_t type;   // kPeerOp
+  std::uint16_t reserved0;
+  std::uint32_t seq;
+  std::int32_t code;   // unused in requests
+  std::uint64_t key;   // grant key
+  std::uint64_t offset;  // in the granted region
+  std::uint64_t buf_addr;
+  std::uint32_t length;  // <= kPeerChunkBytes
+  std::uint32_t buf_rkey;
+  std::uint32_t handle;     // grant handle
+  std::uint32_t direction;  // kPeerWrite / kPeerRead
+  std::uint8_t reserved1[24];
+};
+static_assert(sizeof(PeerOp) == 80);
+static_assert(std::is_trivially_copyable_v<PeerOp>);
 
 // Untrusted input: a received buffer is a ControlMessage only when it has exactly that size, the
 // magic and a known type.

@@ -50,7 +50,21 @@ enum class Opcode : std::uint8_t {
   kChecksum = 2,  // FNV-1a 64 of src_region[src_offset, +length) as the backend (device) sees it
   kFill = 3,      // dst_region[dst_offset, +length) = byte (value & 0xff), or 64-bit pattern
 };
+// Opcodes every transport executes; the shm transport rejects everything from here on.
 inline constexpr std::uint8_t kOpcodeCount = 4;
+
+// rdma transport only (raw values, outside Opcode so that switches over Opcode stay exhaustive;
+// the shm transport rejects them with kBadOpcode: they are >= kOpcodeCount). The remote side is a
+// grant token (rdma_wire.h GrantToken): its region handle field = the grant handle, `value` = the
+// grant key, `reserved2` = the node (IPv4 << 16 | rdma port of the ringd that granted it; 0 = the
+// client's own ringd). No flags.
+// src_region[src_offset, +length) -> grant dst_region[dst_offset, +length)
+inline constexpr std::uint8_t kOpRemoteWrite = 4;
+// grant src_region[src_offset, +length) -> dst_region[dst_offset, +length)
+inline constexpr std::uint8_t kOpRemoteRead = 5;
+// Opcodes the rdma transport executes.
+inline constexpr std::uint8_t kRdmaOpcodeCount = 6;
+static_assert(kOpRemoteWrite == kOpcodeCount && kOpRemoteRead + 1 == kRdmaOpcodeCount);
 
 // Descriptor flags. Any bit outside kDescFlagsKnown is rejected with kBadFlags.
 inline constexpr std::uint8_t kDescFlagFillPattern64 = 1u << 0;  // FILL with 8-byte `value`;

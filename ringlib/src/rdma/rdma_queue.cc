@@ -6,7 +6,10 @@
 #include <atomic>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "pinring/private_region.h"
 #include "pinring/rdma_channel.h"
@@ -175,9 +178,13 @@ absl::Status RdmaQueue::HandleReceive(std::uint32_t slot, std::uint32_t len) {
     }
     case ControlType::kRegisterRegionReply:
     case ControlType::kDeregisterRegionReply:
+    case ControlType::kExportRegionReply:
+    case ControlType::kRevokeGrantReply:
       reply_seq_ = m.seq;
       reply_code_ = m.code;
       reply_handle_ = m.handle;
+      reply_value_ = m.value;
+      reply_addr_ = m.addr;
       return absl::OkStatus();
     case ControlType::kError:
       m.text[sizeof m.text - 1] = '\0';
@@ -365,6 +372,98 @@ absl::Status RdmaQueue::DestroyRegion(RdmaRegion* region) {
   if ((*it)->mr_revoked_) (void)(*it)->mem_.release();
   regions_.erase(it);  // deregisters (unpins) and unmaps
   return absl::OkStatus();
+}
+
+absl::StatusOr<rdma::GrantToken> RdmaQueue::ExportRegion(RdmaRegion* region) {
+  if (!error_.ok()) return error_;
+  auto it = std::find_if(regions_.begin(), regions_.end(),
+                         [&](const auto& r) { return r.get() == region; });
+  if (it == regions_.end()) return absl::NotFoundError("not a region of this queue");
+  ControlMessage msg{};
+  msg.magic = rdma::kRdmaMagic;
+  msg.type = static_cast<std::uint16_t>(ControlType::kExportRegion);
+  msg.seq = seq_++;
+  msg.handle = region->handle_;
+  PINRING_RETURN_IF_ERROR(SendControl(&msg));
+  const absl::Time deadline = absl::Now() + opts_.timeout;
+  while (reply_seq_ != msg.seq) {
+    if (!error_.ok()) return error_;
+    if (absl::Now() > deadline) return absl::DeadlineExceededError("ExportRegion: no reply");
+    PINRING_RETURN_IF_ERROR(WaitForProgress(absl::Milliseconds(100)));
+  }
+  PINRING_RETURN_IF_ERROR(CodeStatus(reply_code_, "ringd refused to export the region"));
+  rdma::GrantToken t;
+  t.node = reply_addr_;
+  t.handle = reply_handle_;
+  t.key = reply_value_;
+  return t;
+}
+
+absl::Status RdmaQueue::RevokeGrant(const rdma::GrantToken& token) {
+  if (!error_.ok()) return error_;
+  ControlMessage msg{};
+  msg.magic = rdma::kRdmaMagic;
+  msg.type = static_cast<std::uint16_t>(ControlType::kRevokeGrant);
+  msg.seq = seq_++;
+  msg.handle = token.handle;
+  PINRING_RETURN_IF_ERROR(SendControl(&msg));
+  const absl::Time deadline = absl::Now() + opts_.timeout;
+  while (reply_seq_ != msg.seq) {
+    if (!error_.ok()) return error_;
+    if (absl::Now() > deadline) return absl::DeadlineExceededError("RevokeGrant: no reply");
+    PINRING_RETURN_IF_ERROR(WaitForProgress(absl::Milliseconds(100)));
+  }
+  return CodeStatus(reply_code_, "ringd refused to revoke the grant");
+}
+
+Descriptor RemoteWriteDescriptor(const rdma::GrantToken& dst, std::uint64_t dst_offset,
+                                 std::uint32_t src_region, std::uint64_t src_offset,
+                                 std::uint64_t length, std::uint64_t user_data) {
+  Descriptor d{};
+  d.user_data = user_data;
+  d.opcode = kOpRemoteWrite;
+  d.src_region = src_region;
+  d.src_offset = src_offset;
+  d.dst_region = dst.handle;
+  d.dst_offset = dst_offset;
+  d.length = length;
+  d.value = dst.key;
+  d.reserved2 = dst.node;
+  return d;
+}
+
+Descriptor RemoteReadDescriptor(const rdma::GrantToken& src, std::uint64_t src_offset,
+                                std::uint32_t dst_region, std::uint64_t dst_offset,
+                                std::uint64_t length, std::uint64_t user_data) {
+  Descriptor d{};
+  d.user_data = user_data;
+  d.opcode = kOpRemoteRead;
+  d.src_region = src.handle;
+  d.src_offset = src_offset;
+  d.dst_region = dst_region;
+  d.dst_offset = dst_offset;
+  d.length = length;
+  d.value = src.key;
+  d.reserved2 = src.node;
+  return d;
+}
+
+std::string FormatGrantToken(const rdma::GrantToken& t) {
+  return absl::StrCat(absl::Hex(t.node), ":", absl::Hex(t.handle), ":", absl::Hex(t.key));
+}
+
+absl::StatusOr<rdma::GrantToken> ParseGrantToken(absl::string_view text) {
+  std::vector<std::string> parts = absl::StrSplit(absl::StripAsciiWhitespace(text), ':');
+  rdma::GrantToken t;
+  std::uint64_t handle = 0;
+  if (parts.size() != 3 || !absl::SimpleHexAtoi(parts[0], &t.node) ||
+      !absl::SimpleHexAtoi(parts[1], &handle) || handle > 0xffffffffu ||
+      !absl::SimpleHexAtoi(parts[2], &t.key)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("grant token '", text, "' is not node:handle:key in hex"));
+  }
+  t.handle = static_cast<std::uint32_t>(handle);
+  return t;
 }
 
 Descriptor* RdmaQueue::SqSlotForTesting(std::uint32_t index) {
