@@ -204,6 +204,10 @@ absl::Status ClientSession::HandleHello(const wire::Hello& m, wire::HelloReply& 
   reply.version = wire::kVersion;
   reply.client_id = static_cast<std::uint32_t>(id_);
   reply.limits = config_.limits.ToWire();
+  if (config_.default_fork_mode_configured) {
+    reply.default_fork_mode = static_cast<std::uint8_t>(config_.default_fork_mode);
+    reply.default_fork_mode_set = wire::kDefaultForkModeSet;
+  }
   wire::SetText(reply.backend, backend_->name());
   wire::SetText(reply.device, backend_->device());
   RINGD_LOG(kInfo, "client ", id_, " hello: pid ", cred_.pid, " uid ", cred_.uid, " name '",

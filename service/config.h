@@ -39,6 +39,9 @@ struct Config {
   std::uint32_t adaptive_poll_us = 50;
   ClientLimits limits;
   ForkMode default_fork_mode = ForkMode::kShared;  // for ringd's registration of queue rings
+  // --default_fork_mode was given: default_fork_mode is announced to clients (HelloReply) as the
+  // last layer of their region default (docs/fork-modes.md).
+  bool default_fork_mode_configured = false;
 };
 
 // InvalidArgument naming the flag for the first unacceptable value.

@@ -38,9 +38,12 @@ ABSL_FLAG(std::uint64_t, max_pinned_bytes, std::uint64_t{1} << 30,
           "together");
 ABSL_FLAG(std::uint64_t, max_region_bytes, std::uint64_t{256} << 20,
           "Per-region size limit in bytes");
-ABSL_FLAG(std::string, default_fork_mode, "shared",
-          "Fork mode for ringd's own registration of queue rings, and for regions registered with "
-          "fork_mode 0xff: kernel, dontfork, readonly, write-for-read, shared");
+ABSL_FLAG(std::string, default_fork_mode, "",
+          "Fork mode of regions whose client chose none (no region option, ClientOptions default "
+          "or PINRING_FORK_MODE; announced in the handshake), of regions registered with fork_mode "
+          "0xff, and of ringd's own registration of queue rings: kernel, dontfork, write-for-read "
+          "or shared. Empty: not configured (clients fall back to dontfork, queue rings to "
+          "shared)");
 
 namespace pinring::ringd {
 
@@ -64,13 +67,16 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.limits.max_pinned_bytes = absl::GetFlag(FLAGS_max_pinned_bytes);
   c.limits.max_region_bytes = absl::GetFlag(FLAGS_max_region_bytes);
   const std::string fm = absl::GetFlag(FLAGS_default_fork_mode);
-  auto fork_mode = ParseForkMode(fm);
-  if (!fork_mode.has_value() || *fork_mode == ForkMode::kReadOnly) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--default_fork_mode=", fm, ": expected kernel, dontfork, write-for-read or shared "
-        "(readonly cannot hold rings ringd writes)"));
+  if (!fm.empty()) {  // empty: not configured; Config's built-in default stays
+    auto fork_mode = ParseForkMode(fm);
+    if (!fork_mode.has_value() || *fork_mode == ForkMode::kReadOnly) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--default_fork_mode=", fm, ": expected kernel, dontfork, write-for-read or shared "
+          "(readonly cannot hold rings ringd writes)"));
+    }
+    c.default_fork_mode = *fork_mode;
+    c.default_fork_mode_configured = true;
   }
-  c.default_fork_mode = *fork_mode;
   if (absl::Status s = ValidateConfig(c); !s.ok()) return s;
   return c;
 }

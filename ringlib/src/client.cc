@@ -18,6 +18,7 @@
 #include "connection.h"
 #include "fork_safety.h"
 #include "pinring/fork_generation.h"
+#include "pinring/private_region.h"
 #include "pinring/status.h"
 
 #ifndef PINRING_DEFAULT_SOCKET
@@ -94,6 +95,30 @@ std::string ResolveSocketPath(const ClientOptions& options) {
 
 absl::StatusOr<Client> Client::Connect(const ClientOptions& options) {
   internal::InstallForkHandler();
+  // The client's region default, first layers (the rest needs ringd's HelloReply): resolved
+  // before connecting, so a bad value fails here, naming itself, without touching ringd.
+  std::optional<ForkMode> default_mode;
+  std::string_view default_source;
+  if (options.default_fork_mode.has_value()) {
+    // A caller may have cast any byte to ForkMode: only the five modes are accepted.
+    if (static_cast<std::uint8_t>(*options.default_fork_mode) >= kForkModeCount) {
+      return absl::InvalidArgumentError(
+          "Client::Connect: ClientOptions::default_fork_mode is not a pinring::ForkMode");
+    }
+    default_mode = options.default_fork_mode;
+    default_source = "ClientOptions";
+  } else if (const char* env = std::getenv("PINRING_FORK_MODE"); env != nullptr && *env != '\0') {
+    // Untrusted text from the environment: ForkModeFromEnv accepts only the five mode names and
+    // turns anything else into InvalidArgument (never a silent fallback).
+    absl::StatusOr<ForkMode> m = ForkModeFromEnv();
+    if (!m.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Client::Connect: ", m.status().message(),
+          " (or unset it, or set ClientOptions::default_fork_mode)"));
+    }
+    default_mode = *m;
+    default_source = "PINRING_FORK_MODE";
+  }
   const std::string path = ResolveSocketPath(options);
   auto conn = internal::Connection::Open(path, options.request_timeout);
   if (!conn.ok()) return conn.status();
@@ -133,6 +158,27 @@ absl::StatusOr<Client> Client::Connect(const ClientOptions& options) {
   c.info_.limits = reply->limits;
   c.info_.backend = FixedString(reply->backend, sizeof reply->backend);
   c.info_.device = FixedString(reply->device, sizeof reply->device);
+  // ringd's announced default: checked before use, a value outside the five modes means a ringd
+  // that does not speak this field as we do.
+  if (reply->default_fork_mode_set == wire::kDefaultForkModeSet) {
+    if (reply->default_fork_mode >= kForkModeCount) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "ringd at ", path, " announced an unknown default fork mode ", reply->default_fork_mode,
+          "; install ringd and ringlib from the same pinring release"));
+    }
+    c.info_.default_fork_mode = static_cast<ForkMode>(reply->default_fork_mode);
+  } else if (reply->default_fork_mode_set != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "ringd at ", path, " sent HelloReply.default_fork_mode_set=", reply->default_fork_mode_set,
+        "; install ringd and ringlib from the same pinring release"));
+  }
+  if (default_mode.has_value()) {
+    c.default_fork_mode_ = *default_mode;
+    c.default_fork_mode_source_ = default_source;
+  } else if (c.info_.default_fork_mode.has_value()) {
+    c.default_fork_mode_ = *c.info_.default_fork_mode;
+    c.default_fork_mode_source_ = "ringd --default_fork_mode";
+  }  // else the built-in kDontFork
   return c;
 }
 
@@ -165,7 +211,9 @@ absl::StatusOr<Region> Client::CreateRegion(const RegionOptions& options) {
                                                    " bytes exceeds ringd's limit of ",
                                                    lim.max_region_bytes, " bytes per region"));
   }
-  if (static_cast<std::uint8_t>(options.fork_mode) >= kForkModeCount) {
+  // The region's own mode, else the client's default (resolved by Connect).
+  const ForkMode mode = options.fork_mode.value_or(default_fork_mode_);
+  if (static_cast<std::uint8_t>(mode) >= kForkModeCount) {
     return absl::InvalidArgumentError("CreateRegion: unknown fork mode");
   }
   std::uint64_t page = kPageSize;
@@ -212,20 +260,20 @@ absl::StatusOr<Region> Client::CreateRegion(const RegionOptions& options) {
     return pinring::LastErrnoStatus("fcntl(F_ADD_SEALS) on the region memfd");
   }
   // The fork-safety hook runs right before the registration (fork_safety.h).
-  PINRING_RETURN_IF_ERROR(internal::ApplyForkSafety(addr, map_len, options.fork_mode));
+  PINRING_RETURN_IF_ERROR(internal::ApplyForkSafety(addr, map_len, mode));
 
   wire::RegisterRegion req{};
   req.size = options.size;
-  req.fork_mode = static_cast<std::uint8_t>(options.fork_mode);
+  req.fork_mode = static_cast<std::uint8_t>(mode);
   req.flags = options.huge_pages ? wire::kRegionHugePages : 0;
   const int fds[1] = {memfd.get()};
   auto reply = conn_->CallFixed<wire::RegisterRegionReply>(
       wire::MessageType::kRegisterRegion, req, fds, wire::MessageType::kRegisterRegionReply);
   absl::Status st = reply.ok() ? wire::FromReplyStatus(reply->status) : reply.status();
   if (!st.ok()) {
-    internal::ReleaseForkSafety(addr, map_len, options.fork_mode);
+    internal::ReleaseForkSafety(addr, map_len, mode);
     return absl::Status(st.code(), absl::StrCat("RegisterRegion (", options.size, " bytes, fork mode ",
-                                                std::string(ForkModeName(options.fork_mode)),
+                                                std::string(ForkModeName(mode)),
                                                 "): ", st.message()));
   }
   Region r;
@@ -235,7 +283,7 @@ absl::StatusOr<Region> Client::CreateRegion(const RegionOptions& options) {
   r.size_ = options.size;
   r.handle_ = reply->handle;
   r.generation_ = generation_;
-  r.fork_mode_ = options.fork_mode;
+  r.fork_mode_ = mode;
   r.huge_pages_ = options.huge_pages;
   r.fork_safety_applied_ = true;
   r.pinned_after_ = reply->pinned_bytes;

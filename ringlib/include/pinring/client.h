@@ -13,7 +13,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -37,6 +39,9 @@ struct ClientOptions {
   // Upper bound on each control request (create, destroy, stats). Fast-path calls never block on
   // the control socket.
   absl::Duration request_timeout = absl::Seconds(10);
+  // Fork mode of this client's regions that do not set RegionOptions::fork_mode. Unset:
+  // $PINRING_FORK_MODE, else ringd's --default_fork_mode, else dontfork (docs/fork-modes.md).
+  std::optional<ForkMode> default_fork_mode = std::nullopt;
 };
 
 // What ringd told us in its HelloReply.
@@ -47,6 +52,8 @@ struct ServerInfo {
   wire::Limits limits{};
   std::string backend;  // "cpu" or "verbs"
   std::string device;   // RDMA device name, or ""
+  // ringd's --default_fork_mode, if it has one configured.
+  std::optional<ForkMode> default_fork_mode;
 };
 
 // The socket path Connect would use for `options`: options.socket_path, else $PINRING_SOCKET, else
@@ -62,6 +69,8 @@ class Client {
   //   Unavailable       nothing listens at the path ("ringd is not running at PATH: start it ...")
   //   PermissionDenied  EACCES on the socket ("... add your user to the `pinring` group")
   //   FailedPrecondition ringd speaks another protocol version
+  //   InvalidArgument   $PINRING_FORK_MODE is not a mode name (when it is consulted: see
+  //                     default_fork_mode()), or options.default_fork_mode is not a ForkMode
   static absl::StatusOr<Client> Connect(const ClientOptions& options = {});
 
   Client() = default;  // an empty handle; only assignment and destruction are valid
@@ -74,6 +83,14 @@ class Client {
   ~Client();
 
   const ServerInfo& info() const { return info_; }
+
+  // The fork mode of regions created without RegionOptions::fork_mode, resolved once by Connect,
+  // first that is set: options.default_fork_mode; $PINRING_FORK_MODE; ringd's
+  // --default_fork_mode (info().default_fork_mode); ForkMode::kDontFork.
+  ForkMode default_fork_mode() const { return default_fork_mode_; }
+  // Which of those layers default_fork_mode() came from: "ClientOptions", "PINRING_FORK_MODE",
+  // "ringd --default_fork_mode" or "built-in".
+  std::string_view default_fork_mode_source() const { return default_fork_mode_source_; }
 
   // Creates a memfd region of options.size bytes, seals it against shrinking, maps it MAP_SHARED,
   // applies options.fork_mode, and has ringd map and register it. On success the returned Region
@@ -99,6 +116,8 @@ class Client {
   std::shared_ptr<internal::Connection> conn_;
   ServerInfo info_;
   std::uint32_t generation_ = 0;
+  ForkMode default_fork_mode_ = ForkMode::kDontFork;
+  std::string_view default_fork_mode_source_ = "built-in";
 };
 
 }  // namespace pinring

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include "pinring/fork_mode.h"
@@ -22,8 +23,10 @@ struct RegionOptions {
   // Back the region with MFD_HUGETLB pages (the default huge page size). Fails with
   // ResourceExhausted naming /proc/sys/vm/nr_hugepages when none are reserved.
   bool huge_pages = false;
-  // How the registration survives fork(); see fork_mode.h and docs/fork-modes.md.
-  ForkMode fork_mode = ForkMode::kDontFork;
+  // How the registration survives fork(); see fork_mode.h and docs/fork-modes.md. Unset: the
+  // client's default (Client::default_fork_mode(): ClientOptions::default_fork_mode, else
+  // $PINRING_FORK_MODE, else ringd's --default_fork_mode, else dontfork).
+  std::optional<ForkMode> fork_mode = std::nullopt;
 };
 
 // RAII handle: the destructor deregisters the region from ringd and unmaps it. Move-only.
@@ -47,6 +50,7 @@ class Region {
   std::byte* data() const { return static_cast<std::byte*>(addr_); }
   std::span<std::byte> bytes() const { return {data(), static_cast<std::size_t>(size_)}; }
   std::uint64_t size() const { return size_; }
+  // The mode this region was registered under (the option, or the client's default).
   ForkMode fork_mode() const { return fork_mode_; }
   bool huge_pages() const { return huge_pages_; }
   // Bytes this client had pinned in ringd right after this region was registered.

@@ -101,10 +101,17 @@ struct Limits {
   std::uint64_t max_region_bytes;
 };
 
+// HelloReply::default_fork_mode_set when ringd was configured with --default_fork_mode.
+inline constexpr std::uint8_t kDefaultForkModeSet = 1;
+
 struct HelloReply {  // fds: 0
   ReplyStatus status;
   std::uint16_t version;
-  std::uint16_t reserved;
+  // ringd's --default_fork_mode (a pinring::ForkMode), the last layer of a client's region default
+  // (docs/fork-modes.md). Meaningful only when default_fork_mode_set == kDefaultForkModeSet; both
+  // 0 when ringd has none configured (and from a ringd that predates the field: it sent 0s here).
+  std::uint8_t default_fork_mode;
+  std::uint8_t default_fork_mode_set;
   std::uint32_t client_id;
   Limits limits;
   char backend[16];  // "cpu" or "verbs", NUL-terminated
