@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "pinring/descriptors.h"
 #include "pinring/fork_mode.h"
 #include "pinring/ring_format.h"
 #include "pinring/spsc_ring.h"
@@ -342,39 +343,20 @@ struct TestRegion {
   std::uint32_t handle = 0;
 };
 
+// Descriptor builders in the argument order these tests read best (user_data first); the
+// descriptors themselves come from ringlib's public builders, so there is one definition of each.
 inline Descriptor CopyDesc(std::uint64_t ud, std::uint32_t src, std::uint64_t so,
                            std::uint32_t dst, std::uint64_t dof, std::uint64_t len) {
-  Descriptor d{};
-  d.user_data = ud;
-  d.opcode = static_cast<std::uint8_t>(Opcode::kCopy);
-  d.src_region = src;
-  d.src_offset = so;
-  d.dst_region = dst;
-  d.dst_offset = dof;
-  d.length = len;
-  return d;
+  return MakeCopy(src, so, dst, dof, len, ud);
 }
 inline Descriptor ChecksumDesc(std::uint64_t ud, std::uint32_t src, std::uint64_t so,
                                std::uint64_t len) {
-  Descriptor d{};
-  d.user_data = ud;
-  d.opcode = static_cast<std::uint8_t>(Opcode::kChecksum);
-  d.src_region = src;
-  d.src_offset = so;
-  d.length = len;
-  return d;
+  return MakeChecksum(src, so, len, ud);
 }
 inline Descriptor FillDesc(std::uint64_t ud, std::uint32_t dst, std::uint64_t off,
                            std::uint64_t len, std::uint64_t value, bool pattern64 = false) {
-  Descriptor d{};
-  d.user_data = ud;
-  d.opcode = static_cast<std::uint8_t>(Opcode::kFill);
-  d.flags = pattern64 ? kDescFlagFillPattern64 : 0;
-  d.dst_region = dst;
-  d.dst_offset = off;
-  d.length = len;
-  d.value = value;
-  return d;
+  return pattern64 ? MakeFillPattern64(dst, off, len, value, ud)
+                   : MakeFill(dst, off, len, static_cast<std::uint8_t>(value), ud);
 }
 
 }  // namespace pinring::testing
