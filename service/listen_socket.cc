@@ -1,5 +1,6 @@
 #include "service/listen_socket.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -44,6 +45,14 @@ absl::StatusOr<ListenSocket> OpenListenSocket(const Config& config) {
       return absl::InvalidArgumentError(
           "systemd passed sockets, but not exactly one listening AF_UNIX SOCK_SEQPACKET socket: "
           "check ListenSequentialPacket= in ringd.socket");
+    }
+    // systemd passes the socket blocking (and inheritable). The event loop accepts until EAGAIN
+    // (EventLoop::OnAccept): on a blocking socket the accept after the last pending client would
+    // block the loop forever, so no client is served and SIGTERM is never read (found by
+    // deploy.systemd_e2e step 8). Make it what ringd's own socket is: non-blocking, close-on-exec.
+    const int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+      return pinring::LastErrnoStatus("fcntl(O_NONBLOCK/FD_CLOEXEC) on systemd's socket");
     }
     out.fd.reset(fd);
     out.activated = true;

@@ -17,6 +17,9 @@
 #   6. systemctl stop ringd exits cleanly (Result=success, status 0), and `rdma res show mr`
 #      lists no MR afterwards (and listed ringd's MRs before, with the verbs backend)
 #   7. systemd-analyze verify on the installed unit files
+#   8. socket activation: with ringd.service stopped, only ringd.socket started, a client's connect
+#      starts ringd.service; ringd says it took systemd's socket (sd_listen_fds), the client's fill
+#      succeeds, and stopping both units is clean
 set -uo pipefail
 
 host() {
@@ -192,6 +195,55 @@ guest() {
 		rdma res show mr 2>&1 | sed 's/^/    mr: /'
 		unit_journal
 		fail 6 "stop: Result=$result ExecMainStatus=$status, $mrs_after MRs left"
+	fi
+
+	# --- 8. socket activation: ringd.socket alone, the first client starts ringd.service
+	systemctl stop ringd.service
+	local sock_state svc_state
+	svc_state=$(systemctl is-active ringd.service)
+	if [[ $svc_state != inactive ]]; then
+		fail 8 "ringd.service is '$svc_state' after systemctl stop, expected inactive"
+	elif ! systemctl start ringd.socket; then
+		systemctl status ringd.socket --no-pager 2>&1 | sed 's/^/    /'
+		fail 8 "systemctl start ringd.socket failed"
+	else
+		sock_state=$(systemctl is-active ringd.socket)
+		svc_state=$(systemctl is-active ringd.service)
+		local sock_owner
+		sock_owner=$(stat -c '%U:%G %a' /run/pinring/ringd.sock 2>&1)
+		echo "    ringd.socket: $sock_state, ringd.service: $svc_state, /run/pinring/ringd.sock: $sock_owner"
+		# The socket unit alone must not have started the service: the client below has to.
+		if [[ $sock_state != active || $svc_state != inactive ]]; then
+			fail 8 "before any client: ringd.socket is '$sock_state' (want active), ringd.service '$svc_state' (want inactive)"
+		elif [[ $sock_owner != "pinring:pinring 660" ]]; then
+			fail 8 "systemd's socket is '$sock_owner', expected pinring:pinring 660"
+		else
+			local act_since
+			act_since=$(date '+%Y-%m-%d %H:%M:%S')
+			runuser -u alice -- "$CONSUMER" --name=alice-activated >"$WORK/activated.log" 2>&1
+			local act_rc=$?
+			svc_state=$(systemctl is-active ringd.service)
+			# ringd logs this line only when sd_listen_fds() handed it the socket (listen_socket.cc).
+			# journald may lag behind the service by a moment: retry for up to 10 s.
+			local jlog=$WORK/activated-journal.log
+			for _ in $(seq 50); do
+				journalctl -u ringd.service --since "$act_since" --no-pager >"$jlog" 2>&1
+				grep -q "using the socket passed by systemd" "$jlog" && break
+				sleep 0.2
+			done
+			if ((act_rc == 0)) && grep -q "all match" "$WORK/activated.log" && [[ $svc_state == active ]] &&
+				grep -q "using the socket passed by systemd" "$jlog"; then
+				pass 8 "socket activation: the client's connect started ringd.service (active, pid $(systemctl show ringd -p MainPID --value)), ringd took the socket from systemd, $(tail -n 1 "$WORK/activated.log")"
+			else
+				sed 's/^/    client: /' "$WORK/activated.log"
+				sed 's/^/    journal: /' "$jlog"
+				fail 8 "socket activation: client exit $act_rc, ringd.service '$svc_state', journal lines naming systemd's socket: $(grep -c 'using the socket passed by systemd' "$jlog")"
+			fi
+		fi
+		systemctl stop ringd.socket ringd.service
+		local result
+		result=$(systemctl show ringd.service -p Result --value)
+		[[ $result == success ]] || fail 8 "stopping the socket-activated ringd: Result=$result"
 	fi
 
 	echo
