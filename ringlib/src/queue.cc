@@ -90,11 +90,16 @@ void Queue::RingDoorbell() {
   ++doorbells_rung_;
 }
 
-absl::Status Queue::Health() const {
+absl::Status Queue::Usable() const {
   if (header_ == nullptr) return absl::FailedPreconditionError("empty pinring::Queue handle");
   if (generation_ != internal::CurrentForkGeneration()) {
     return internal::InheritedAcrossForkError(absl::StrCat("pinring queue ", queue_id_).c_str());
   }
+  return absl::OkStatus();
+}
+
+absl::Status Queue::Health() const {
+  PINRING_RETURN_IF_ERROR(Usable());
   conn_->PollIncoming();
   if (conn_->dead()) return conn_->DeadStatus();
   // Acquire: ringd writes queue_error before it stops touching the ring; pairs with its release.
@@ -149,7 +154,9 @@ std::uint32_t Queue::Reap(std::span<Completion> out) {
 }
 
 absl::StatusOr<std::uint32_t> Queue::WaitCompletions(std::uint32_t min, absl::Duration timeout) {
-  PINRING_RETURN_IF_ERROR(Health());
+  // Only the syscall-free checks here: completions already in the ring are returned without
+  // Health()'s poll of the control socket, which is needed only before waiting.
+  PINRING_RETURN_IF_ERROR(Usable());
   if (min > cq_.entries()) {
     return absl::InvalidArgumentError(absl::StrCat("WaitCompletions(", min, ") exceeds the ",
                                                    cq_.entries(), "-entry completion ring"));
@@ -158,11 +165,11 @@ absl::StatusOr<std::uint32_t> Queue::WaitCompletions(std::uint32_t min, absl::Du
     return absl::FailedPreconditionError(absl::StrCat(
         "WaitCompletions(", min, ") can never finish: only ", InFlight(), " descriptors in flight"));
   }
+  if (cq_.Peek(min) >= min) return cq_.Peek(cq_.entries());
+  PINRING_RETURN_IF_ERROR(Health());  // about to wait: notice a stopped ringd first
   const absl::Time deadline = absl::Now() + timeout;
-  if (cq_.Peek(min) < min) {
-    PINRING_RETURN_IF_ERROR(wait_ == wire::CompletionWait::kBlock ? WaitBlocking(min, deadline)
-                                                                  : WaitSpinning(min, deadline));
-  }
+  PINRING_RETURN_IF_ERROR(wait_ == wire::CompletionWait::kBlock ? WaitBlocking(min, deadline)
+                                                                : WaitSpinning(min, deadline));
   return cq_.Peek(cq_.entries());
 }
 

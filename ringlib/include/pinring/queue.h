@@ -162,6 +162,8 @@ class Queue {
   bool valid() const { return header_ != nullptr; }
 
  private:
+  // FailedPrecondition for an empty handle or one inherited across fork(); no syscall.
+  absl::Status Usable() const;
   friend class Client;
   void RingDoorbell();  // out of line: the write(2) on the doorbell eventfd
   void Reset();
