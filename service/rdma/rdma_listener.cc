@@ -870,7 +870,13 @@ bool RdmaListener::Impl::IsLocalNode(Connection& c, std::uint64_t node) {
 
 absl::StatusOr<PeerLink*> RdmaListener::Impl::PeerFor(std::uint64_t node) {
   auto it = peers_.find(node);
-  if (it != peers_.end()) return it->second.get();
+  if (it != peers_.end()) {
+    // A link the peer already closed (its ringd restarted or stopped) is replaced right away
+    // instead of failing one more op.
+    if (!it->second->ch->PollDisconnected()) return it->second.get();
+    Log(absl::StrCat("peer link to node 0x", absl::Hex(node), " was closed; reconnecting"));
+    peers_.erase(it);
+  }
   in_addr a{};
   a.s_addr = htonl(rdma::NodeAddr(node));
   char text[INET_ADDRSTRLEN] = {};
