@@ -3,6 +3,9 @@
 #   install_consumer_test.sh CMAKE BUILD_DIR SOURCE_DIR HAS_RINGD(ON|OFF)
 set -euo pipefail
 CMAKE=$1 BUILD=$2 SRC=$3 HAS_RINGD=$4
+# $5: compiler/linker flags the installed library needs from its consumers; non-empty when this
+# build is sanitized (an ASan-instrumented libpinring.a links only into ASan-built programs).
+SAN_FLAGS=${5:-}
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 step() { printf '\n--- %s\n' "$*"; }
@@ -37,6 +40,7 @@ echo "installed $(wc -l <"$BUILD/install_manifest.txt") files"
 
 step "find_package(pinring): configure and build examples/consumer against $PREFIX"
 "$CMAKE" -S "$SRC/examples/consumer" -B "$TMP/consumer" -G Ninja -DCMAKE_PREFIX_PATH="$PREFIX" \
+	-DCMAKE_CXX_FLAGS="$SAN_FLAGS" -DCMAKE_EXE_LINKER_FLAGS="$SAN_FLAGS" \
 	-DCMAKE_BUILD_TYPE=Release >"$TMP/consumer-configure.log" 2>&1 ||
 	{ cat "$TMP/consumer-configure.log"; fail "consumer configure failed"; }
 "$CMAKE" --build "$TMP/consumer" >"$TMP/consumer-build.log" 2>&1 ||
@@ -56,7 +60,8 @@ echo "$pcflags"
 	$pcflags == *-libverbs* ]] || fail "pkg-config flags lack the prefix, -lpinring or -libverbs"
 [[ $(pkg-config --modversion pinring) == "$(sed -n 's/^Version: //p' "$PREFIX/lib/pkgconfig/pinring.pc")" ]] || fail "modversion"
 # shellcheck disable=SC2086 # word splitting of the flags is the point
-g++ -std=c++20 -o "$TMP/consumer-pc" "$SRC/examples/consumer/main.cc" $pcflags ||
+# shellcheck disable=SC2086  # word splitting of the flag lists is intended
+g++ -std=c++20 $SAN_FLAGS -o "$TMP/consumer-pc" "$SRC/examples/consumer/main.cc" $pcflags ||
 	fail "building the consumer with only pkg-config's flags failed"
 "$TMP/consumer-pc" --help >/dev/null || fail "pkg-config-built consumer --help"
 echo "ok: pinring-consumer built with pkg-config"
