@@ -24,8 +24,16 @@ set -uo pipefail
 
 host() {
 	local CMAKE=$1 BUILD=$2 SRC=$3 RXE=$4
-	# Not under /tmp: systemd mounts a fresh tmpfs on the guest's /tmp.
+	# Not under /tmp: systemd mounts a fresh tmpfs on the guest's /tmp, hiding anything there. A
+	# build tree under /tmp (a clone there) gets a work directory in /var/tmp instead.
 	local WORK=$BUILD/deploy-e2e
+	case "$(realpath -m "$WORK")/" in
+	/tmp/*)
+		WORK=$(mktemp -d /var/tmp/pinring-e2e.XXXXXX) || return 1
+		# shellcheck disable=SC2064  # expand WORK now: it is local to this function
+		trap "rm -rf '$WORK'" EXIT
+		;;
+	esac
 	rm -rf "$WORK" && mkdir -p "$WORK" && chmod 0755 "$WORK"
 	echo "--- packaging this build with CPack"
 	(cd "$WORK" && cpack --config "$BUILD/CPackConfig.cmake" -G DEB -B "$WORK/pkg" >"$WORK/cpack.log" 2>&1) ||
@@ -44,7 +52,9 @@ host() {
 	cp "$SRC/tests/deploy/systemd_e2e.sh" "$WORK/systemd_e2e.sh"
 	chmod -R a+rX "$WORK"
 	echo "--- booting the guest (systemd as PID 1)"
-	"$RXE" run --guest --systemd --timeout 1500 --rw "$WORK" -- bash "$WORK/systemd_e2e.sh" guest "$WORK"
+	# Run from WORK: the guest keeps the caller's cwd, which must not be under /tmp either.
+	(cd "$WORK" && "$RXE" run --guest --systemd --timeout 1500 --rw "$WORK" -- \
+		bash "$WORK/systemd_e2e.sh" guest "$WORK")
 }
 
 # ------------------------------------------------------------------------------------------------

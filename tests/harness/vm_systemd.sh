@@ -23,7 +23,8 @@ ibv_devinfo -d "$PINRING_RXE_DEVICE" | grep -q PORT_ACTIVE
 echo systemd-guest-ok'
 out=$T_TMP/out
 rc=0
-TMPDIR=$T_TMP "$harness" run --systemd --timeout 600 -- bash -c "$guest" 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
+# From /: the guest keeps the caller's cwd, and ctest's may be under the host's /tmp.
+(cd / && TMPDIR=$T_TMP "$harness" run --systemd --timeout 600 -- bash -c "$guest") 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
 [[ $rc == 0 ]] || fail "systemd guest run exited $rc"
 grep -qx pid1=systemd "$out" || fail "PID 1 was not systemd"
 grep -qx systemd-guest-ok "$out" || fail "guest checks did not complete"
