@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/require_device.h"
+#include "pinring/descriptors.h"
 #include "pinring/rdma_queue.h"
 #include "pinring/verbs_device.h"
 #include "service/rdma/rdma_listener.h"
@@ -47,44 +48,19 @@ inline RdmaQueueOptions QueueOptionsFor(const ringd::RdmaListener& l, std::uint3
   return o;
 }
 
-inline Descriptor Nop(std::uint64_t ud) {
-  Descriptor d{};
-  d.user_data = ud;
-  d.opcode = static_cast<std::uint8_t>(Opcode::kNop);
-  return d;
-}
+// Short names for ringlib's public builders (pinring/descriptors.h), same argument order.
+inline Descriptor Nop(std::uint64_t ud) { return MakeNop(ud); }
 inline Descriptor Fill(std::uint32_t dst, std::uint64_t off, std::uint64_t len, std::uint8_t b,
                        std::uint64_t ud = 0) {
-  Descriptor d{};
-  d.user_data = ud;
-  d.opcode = static_cast<std::uint8_t>(Opcode::kFill);
-  d.dst_region = dst;
-  d.dst_offset = off;
-  d.length = len;
-  d.value = b;
-  return d;
+  return MakeFill(dst, off, len, b, ud);
 }
 inline Descriptor Copy(std::uint32_t src, std::uint64_t soff, std::uint32_t dst, std::uint64_t doff,
                        std::uint64_t len, std::uint64_t ud = 0) {
-  Descriptor d{};
-  d.user_data = ud;
-  d.opcode = static_cast<std::uint8_t>(Opcode::kCopy);
-  d.src_region = src;
-  d.src_offset = soff;
-  d.dst_region = dst;
-  d.dst_offset = doff;
-  d.length = len;
-  return d;
+  return MakeCopy(src, soff, dst, doff, len, ud);
 }
 inline Descriptor Checksum(std::uint32_t src, std::uint64_t off, std::uint64_t len,
                            std::uint64_t ud = 0) {
-  Descriptor d{};
-  d.user_data = ud;
-  d.opcode = static_cast<std::uint8_t>(Opcode::kChecksum);
-  d.src_region = src;
-  d.src_offset = off;
-  d.length = len;
-  return d;
+  return MakeChecksum(src, off, len, ud);
 }
 
 // A client's own end-to-end check: random bytes in region a, COPY a -> b by the device, CHECKSUM
