@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "pinring/ring_format.h"
 
 namespace pinring::ringd {
@@ -45,6 +46,12 @@ class Backend {
   // regions op names stay registered for the duration (the caller holds the region table's lock).
   // Thread-safe: pollers call it concurrently.
   virtual OpResult Execute(const ValidatedOp& op) = 0;
+
+  // Executes a batch a poller took from one ring: out[i] = the result of ops[i] for every op whose
+  // status is kOk; the others' out[i] are left alone. Results are as if executed in order. The
+  // default runs Execute one at a time; the verbs backend keeps a batch of RDMA WRITEs in flight.
+  // REQUIRES: as Execute, and out.size() == ops.size().
+  virtual void ExecuteBatch(absl::Span<const ValidatedOp> ops, absl::Span<OpResult> out);
 };
 
 std::unique_ptr<Backend> MakeCpuBackend();

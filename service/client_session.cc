@@ -379,9 +379,10 @@ QueueServer* ClientSession::FindQueue(std::uint32_t queue_id) {
 bool ClientSession::DrainQueue(std::uint32_t queue_id) {
   QueueServer* q = FindQueue(queue_id);
   if (q == nullptr) return true;
-  // Bounded: a client that keeps submitting cannot keep the event loop to itself.
+  // Bounded (64 batches of at most QueueServer::kMaxBatch): a client that keeps submitting cannot
+  // keep the event loop to itself.
   for (int i = 0; i < 64; ++i) {
-    if (q->ServeOnce(256) == 0) return !q->HasSubmissions() || q->stopped();
+    if (q->ServeOnce() == 0) return !q->HasSubmissions() || q->stopped();
   }
   return false;
 }

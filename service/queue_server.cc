@@ -84,28 +84,45 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
     Fail(QueueError::kCqIndexCorrupt);
     return 0;
   }
-  n = std::min(n, room);
+  n = std::min({n, room, kMaxBatch});
   if (n == 0) return 0;  // CQ full: the client has not reaped; try again later
   {
     // Shared lock for the batch: regions named by these descriptors cannot be deregistered (and
     // unmapped/unpinned) until we are done with them.
     absl::ReaderMutexLock l(&regions_->mu());
+    // Start every descriptor line of the batch moving now (the client's core wrote them) instead
+    // of one miss per descriptor in turn. Completion slots too, but only for real batches: for a
+    // lone descriptor the early write-prefetch measurably slowed the round trip (BM_ShmNop*).
+    sq_.Prefetch(n);
+    if (n >= 8) cq_.PrefetchForWrite(n);
+    ValidatedOp* const ops = batch_ops_.get();
+    OpResult* const results = batch_results_.get();
     for (std::uint32_t i = 0; i < n; ++i) {
-      // A private copy first: the client may rewrite the slot while we look at it.
-      const Descriptor d = sq_.CopyOut(i);
-      const ValidatedOp op = ValidateDescriptor(d, [this](std::uint32_t handle) {
+      // A private copy first: the client may rewrite the slot while we look at it. Everything
+      // after this works on the copy only.
+      ops[i] = ValidateDescriptor(sq_.CopyOut(i), [this](std::uint32_t handle) {
         regions_->mu().AssertReaderHeld();
         return regions_->FindLocked(handle);
       });
-      OpResult r{op.status, 0};
-      if (op.status == CompletionStatus::kOk) {
-        r = backend_->Execute(op);
-        Counters::Add(counters_->ops[d.opcode]);
-        if (r.status == CompletionStatus::kOk && op.opcode != Opcode::kChecksum) {
-          Counters::Add(counters_->bytes_moved, d.length);
+      results[i] = {ops[i].status, 0};
+    }
+    // The whole batch at once: the verbs backend keeps its WRITEs in flight together.
+    backend_->ExecuteBatch(absl::MakeConstSpan(ops, n), absl::MakeSpan(results, n));
+    // Statistics are summed here and added once per batch: an atomic add per descriptor would
+    // cost more than a NOP does.
+    std::uint32_t by_op[kOpcodeCount] = {};
+    std::uint32_t by_status[kCompletionStatusCount] = {};
+    std::uint64_t bytes = 0;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const Descriptor& d = ops[i].desc;
+      const OpResult& r = results[i];
+      if (ops[i].status == CompletionStatus::kOk) {
+        ++by_op[static_cast<int>(ops[i].opcode)];  // validated: a known opcode
+        if (r.status == CompletionStatus::kOk && ops[i].opcode != Opcode::kChecksum) {
+          bytes += d.length;
         }
       }
-      Counters::Add(counters_->completions[static_cast<int>(r.status)]);
+      ++by_status[static_cast<int>(r.status)];
       Completion& c = cq_.Slot(i);
       c.user_data = d.user_data;
       c.result = r.result;
@@ -113,6 +130,13 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
       c.reserved0 = 0;
       c.reserved1 = 0;
     }
+    for (int k = 0; k < kOpcodeCount; ++k) {
+      if (by_op[k] != 0) Counters::Add(counters_->ops[k], by_op[k]);
+    }
+    for (int k = 0; k < kCompletionStatusCount; ++k) {
+      if (by_status[k] != 0) Counters::Add(counters_->completions[k], by_status[k]);
+    }
+    if (bytes != 0) Counters::Add(counters_->bytes_moved, bytes);
   }
   sq_.Release(n);  // release store of sq_head: we are done reading those slots
   cq_.Commit(n);   // release store of cq_tail: the completions above are visible before it

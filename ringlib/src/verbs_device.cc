@@ -288,11 +288,9 @@ absl::Status LoopbackQp::Connect(ibv_qp* qp, std::uint32_t remote_qpn) {
   return absl::OkStatus();
 }
 
-absl::Status LoopbackQp::Post(ibv_wr_opcode opcode, const MemoryRegion& local,
-                              std::uint64_t local_off, const MemoryRegion& remote,
-                              std::uint64_t remote_off, std::uint64_t len, std::uint64_t wr_id,
-                              bool signaled) {
-  if (broken_) return absl::FailedPreconditionError("loopback QP is in ERROR; recreate it");
+absl::Status LoopbackQp::CheckRange(const MemoryRegion& local, std::uint64_t local_off,
+                                    const MemoryRegion& remote, std::uint64_t remote_off,
+                                    std::uint64_t len) const {
   if (!local.valid() || !remote.valid()) return absl::InvalidArgumentError("invalid MR");
   // Overflow-safe bounds: off <= length && len <= length - off.
   if (local_off > local.length() || len > local.length() - local_off || remote_off > remote.length() ||
@@ -303,6 +301,15 @@ absl::Status LoopbackQp::Post(ibv_wr_opcode opcode, const MemoryRegion& local,
     return absl::OutOfRangeError(absl::StrCat("RDMA message of ", len, " bytes exceeds the port's ",
                                               dev_.max_msg_size(), "-byte maximum; chunk it"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status LoopbackQp::Post(ibv_wr_opcode opcode, const MemoryRegion& local,
+                              std::uint64_t local_off, const MemoryRegion& remote,
+                              std::uint64_t remote_off, std::uint64_t len, std::uint64_t wr_id,
+                              bool signaled) {
+  if (broken_) return absl::FailedPreconditionError("loopback QP is in ERROR; recreate it");
+  PINRING_RETURN_IF_ERROR(CheckRange(local, local_off, remote, remote_off, len));
   ibv_sge sge{};
   sge.addr = reinterpret_cast<std::uint64_t>(local.addr()) + local_off;
   sge.length = static_cast<std::uint32_t>(len);
@@ -372,6 +379,84 @@ absl::Status LoopbackQp::WaitFor(std::uint64_t wr_id, absl::Duration timeout) {
       sched_yield();
     }
   }
+}
+
+absl::Status LoopbackQp::WriteBatch(absl::Span<const WriteRequest> reqs,
+                                    absl::Span<absl::Status> status, absl::Duration timeout) {
+  if (broken_) return absl::FailedPreconditionError("loopback QP is in ERROR; recreate it");
+  if (reqs.size() > depth_ || status.size() != reqs.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("WriteBatch of ", reqs.size(), " requests on a QP of depth ", depth_));
+  }
+  if (reqs.empty()) return absl::OkStatus();
+  // Every request is checked before anything is posted: a bad one must not leave half a batch
+  // on the wire.
+  for (const WriteRequest& r : reqs) {
+    PINRING_RETURN_IF_ERROR(CheckRange(*r.src, r.src_off, *r.dst, r.dst_off, r.len));
+  }
+  constexpr std::size_t kMaxBatch = 256;
+  if (reqs.size() > kMaxBatch) return absl::InvalidArgumentError("WriteBatch: more than 256");
+  ibv_sge sge[kMaxBatch];
+  ibv_send_wr wr[kMaxBatch];
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    const WriteRequest& r = reqs[i];
+    sge[i] = {};
+    sge[i].addr = reinterpret_cast<std::uint64_t>(r.src->addr()) + r.src_off;
+    sge[i].length = static_cast<std::uint32_t>(r.len);
+    sge[i].lkey = r.src->lkey();
+    wr[i] = {};
+    wr[i].wr_id = i;  // index into reqs: completions are matched back to their request
+    wr[i].sg_list = &sge[i];
+    wr[i].num_sge = r.len == 0 ? 0 : 1;
+    wr[i].opcode = IBV_WR_RDMA_WRITE;
+    wr[i].send_flags = IBV_SEND_SIGNALED;
+    wr[i].wr.rdma.remote_addr = reinterpret_cast<std::uint64_t>(r.dst->addr()) + r.dst_off;
+    wr[i].wr.rdma.rkey = r.dst->rkey();
+    wr[i].next = i + 1 < reqs.size() ? &wr[i + 1] : nullptr;
+  }
+  ibv_send_wr* bad = nullptr;
+  if (int rc = ibv_post_send(initiator_, wr, &bad); rc != 0) {
+    // Requests before `bad` were posted and will complete; drain them, fail the rest.
+    const std::size_t posted = bad == nullptr ? 0 : static_cast<std::size_t>(bad - wr);
+    const absl::Status err = pinring::ErrnoToStatus(rc, "ibv_post_send");
+    for (std::size_t i = posted; i < reqs.size(); ++i) status[i] = err;
+    if (posted == 0) return absl::OkStatus();
+    reqs = reqs.subspan(0, posted);
+  }
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    status[i] = absl::DeadlineExceededError("no completion");  // overwritten as they arrive
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  std::size_t done = 0;
+  ibv_wc wc[32];
+  for (std::uint32_t spins = 0; done < reqs.size(); ++spins) {
+    const int n = ibv_poll_cq(cq_, 32, wc);
+    if (n < 0) {
+      broken_ = true;
+      return absl::InternalError("ibv_poll_cq failed");
+    }
+    for (int i = 0; i < n; ++i) {
+      // wr_ids we did not post here (none should be outstanding) are ignored.
+      if (wc[i].wr_id >= reqs.size()) continue;
+      ++done;
+      if (wc[i].status == IBV_WC_SUCCESS) {
+        status[wc[i].wr_id] = absl::OkStatus();
+      } else {
+        broken_ = true;  // the QP has moved to ERROR; later requests complete flushed
+        status[wc[i].wr_id] =
+            absl::InternalError(absl::StrCat("work completion failed: ", WcStatusName(wc[i].status),
+                                             " (vendor_err ", wc[i].vendor_err, ")"));
+      }
+    }
+    if (n == 0 && (spins & 1023) == 1023) {  // as WaitFor: the clock only now and then
+      if (absl::Now() > deadline) {
+        broken_ = true;
+        return absl::OkStatus();  // the unfinished ones keep their DeadlineExceeded
+      }
+      sched_yield();
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status LoopbackQp::Write(const MemoryRegion& src, std::uint64_t src_off,

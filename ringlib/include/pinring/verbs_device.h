@@ -136,6 +136,25 @@ class LoopbackQp {
                         const MemoryRegion& local_dst, std::uint64_t dst_off, std::uint64_t len,
                         std::uint64_t wr_id, bool signaled);
   absl::StatusOr<int> Poll(absl::Span<ibv_wc> out);
+
+  // One RDMA WRITE of a batch: src[src_off, +len) to dst[dst_off, +len), completing as wr_id.
+  struct WriteRequest {
+    const MemoryRegion* src = nullptr;
+    std::uint64_t src_off = 0;
+    const MemoryRegion* dst = nullptr;
+    std::uint64_t dst_off = 0;
+    std::uint64_t len = 0;
+    std::uint64_t wr_id = 0;
+  };
+  // Posts every request as a signaled WRITE in ONE ibv_post_send (a linked list of work requests:
+  // one doorbell, on rxe one system call) and waits for all their completions. On return
+  // status[i] holds request i's outcome: OK, or the failed completion (a failure moves the QP to
+  // ERROR, and the requests after it complete flushed, see broken()). The call itself fails
+  // (leaving `status` unspecified) only for a request outside its MRs or larger than the port
+  // allows, before anything is posted. REQUIRES: reqs.size() <= depth(), status.size() ==
+  // reqs.size(), nothing else outstanding.
+  absl::Status WriteBatch(absl::Span<const WriteRequest> reqs, absl::Span<absl::Status> status,
+                          absl::Duration timeout = absl::Seconds(30));
   // Polls until the completion of `wr_id` arrives. Completions of other wr_ids are dropped.
   absl::Status WaitFor(std::uint64_t wr_id, absl::Duration timeout);
 
@@ -151,6 +170,10 @@ class LoopbackQp {
                     const MemoryRegion& remote, std::uint64_t remote_off, std::uint64_t len,
                     std::uint64_t wr_id, bool signaled);
   absl::Status Connect(ibv_qp* qp, std::uint32_t remote_qpn);
+  // Bounds and size checks shared by Post and WriteBatch: OutOfRange naming the problem.
+  absl::Status CheckRange(const MemoryRegion& local, std::uint64_t local_off,
+                          const MemoryRegion& remote, std::uint64_t remote_off,
+                          std::uint64_t len) const;
 
   VerbsDevice& dev_;
   ibv_cq* cq_ = nullptr;
