@@ -10,6 +10,10 @@
 //                                  the client spins.
 //   BM_ShmNopBatch/batch:B         B NOPs committed at once (one doorbell decision), then spin for
 //                                  B completions: the shape of io_uring_submit_and_wait(B).
+//   BM_ShmNopStream/batch:B        throughput with the ring kept busy, as a ring is used: commit
+//                                  B NOPs whenever B slots are free, reap whatever has completed;
+//                                  up to kStreamDepth NOPs in flight, so the client's writing and
+//                                  ringd's serving overlap. One iteration = one batch.
 #include <cstdint>
 #include <string>
 
@@ -97,6 +101,49 @@ void BM_ShmNopBatch(benchmark::State& state) {
   state.SetLabel("client cpu 0, ringd cpu 1");
 }
 
+constexpr std::uint32_t kStreamDepth = 256;  // NOPs in flight (= the SQ size of MakeQueue)
+
+void BM_ShmNopStream(benchmark::State& state) {
+  RingdFixture& f = Ringd();
+  if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
+  ScopedAffinity restore;
+  PinToCpu(kCpuA);
+  const auto batch = static_cast<std::uint32_t>(state.range(0));
+  auto q = MakeQueue(wire::DoorbellMode::kBusyPoll, wire::CompletionWait::kSpin);
+  if (!q.ok()) return state.SkipWithError(std::string(q.status().message()).c_str());
+  if (!WarmUp(*q)) return state.SkipWithError(q->Health().ToString().c_str());
+  std::uint64_t submitted = 0, reaped = 0;
+  bool ok = true;
+  auto reap = [&] {
+    const std::uint32_t n = q->PeekCompletions(kStreamDepth);
+    for (std::uint32_t i = 0; i < n; ++i) ok &= q->CompletionAt(i).user_data == reaped + i + 1;
+    q->ReleaseCompletions(n);
+    reaped += n;
+  };
+  for (auto _ : state) {
+    std::uint64_t spins = 0;
+    // Room for a whole batch in flight, and in the SQ; otherwise reap until there is.
+    while (submitted - reaped + batch > kStreamDepth || q->Reserve(batch) < batch) {
+      reap();
+      if ((++spins & 0xffffff) == 0 && !q->Health().ok()) break;
+    }
+    if (!q->Health().ok() || !ok) break;
+    for (std::uint32_t i = 0; i < batch; ++i) q->Slot(i) = MakeNop(++submitted);
+    q->Commit(batch);
+    reap();
+  }
+  while (ok && reaped < submitted && SpinForCompletions(*q, 1)) reap();  // drain: end idle
+  if (!ok || reaped != submitted) {
+    return state.SkipWithError(
+        ("lost or out-of-order completions; " + q->Health().ToString()).c_str());
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+  state.SetBytesProcessed(state.iterations() * batch *
+                          static_cast<std::int64_t>(sizeof(Descriptor) + sizeof(Completion)));
+  state.counters["in_flight_max"] = kStreamDepth;
+  state.SetLabel("client cpu 0, ringd cpu 1");
+}
+
 }  // namespace
 }  // namespace pinring::bench
 
@@ -115,6 +162,13 @@ int main(int argc, char** argv) {
                                  DoorbellMode::kAdaptive, CompletionWait::kSpin)
         ->UseRealTime();
     benchmark::RegisterBenchmark("BM_ShmNopBatch", BM_ShmNopBatch)
+        ->ArgName("batch")
+        ->Arg(1)
+        ->Arg(8)
+        ->Arg(32)
+        ->Arg(128)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark("BM_ShmNopStream", BM_ShmNopStream)
         ->ArgName("batch")
         ->Arg(1)
         ->Arg(8)
