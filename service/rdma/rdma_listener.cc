@@ -38,6 +38,7 @@ constexpr std::uint32_t kSendSlots = 16;
 // Doorbells and requests the client may have in flight: its send slots, plus slack.
 constexpr std::uint32_t kRecvDepth = 32 + rdma::kControlSlack;
 constexpr std::uint32_t kSendDepth = 64;
+static_assert(kSendDepth >= 3 * kSendSlots + 1, "unsignaled completion WRITEs: see Execute");
 constexpr std::uint64_t kRecvTag = 1ull << 62;
 constexpr std::uint64_t kSendTag = 1ull << 61;
 constexpr std::uint64_t kOpTag = 1ull << 60;
@@ -121,6 +122,15 @@ struct Connection final : RemoteOps {
   // The same with a local buffer of another MR of the same PD (another connection's bounce).
   absl::Status RunOpMr(ibv_wr_opcode op, const MemoryRegion& mr, std::uint64_t local_off,
                        std::uint32_t len, std::uint64_t remote_addr, std::uint32_t rkey);
+  // Posts an unsignaled RDMA WRITE and does not wait: a later signaled work request on this QP
+  // (the notification SEND) retires it, and a failure still completes, with an error, into
+  // HandleWc. For completions only: RC ordering delivers its data before the later SEND.
+  absl::Status PostWriteNoWait(std::uint64_t local_off, std::uint32_t len,
+                               std::uint64_t remote_addr, std::uint32_t rkey) {
+    if (qp_broken) return error;
+    return ch->PostWrite(mem->mr(), local_off, len, remote_addr, rkey, kOpTag | next_op++,
+                         /*signaled=*/false);
+  }
   // Handles one work completion that is not the op being waited for.
   void HandleWc(const ibv_wc& wc);
   absl::Status PollAll();
@@ -349,7 +359,9 @@ class RdmaListener::Impl {
   absl::StatusOr<PeerLink*> PeerFor(std::uint64_t node);
   absl::Status HandlePeerOp(Connection& c, const ControlMessage& m);
   absl::Status SetUp(Connection& c);
-  void Service(Connection& c);
+  // Handles what the connection's CQ holds. `arm`: then arms the CQ and polls once more, so a
+  // completion that lands before the thread sleeps is not missed. True if any message came.
+  bool Service(Connection& c, bool arm);
   absl::Status HandleMessage(Connection& c, const ControlMessage& m, std::uint32_t len);
   absl::Status Execute(Connection& c);
   void Fail(Connection& c, absl::Status why);
@@ -719,19 +731,23 @@ absl::Status RdmaListener::Impl::Execute(Connection& c) {
     }
     c.head += n;
     started += n;
-    // Complete: RDMA WRITE the new completions (one or two runs around the wrap) ...
+    // Complete: RDMA WRITE the new completions (one or two runs around the wrap), not waited
+    // for: the notification SEND posted right after them on the same RC QP is delivered only
+    // after their data, so the client may read the completions as soon as it polls that
+    // receive, and the SEND's completion retires them (kSendDepth covers 3 WRs per send slot).
+    // The staged completions are not rewritten before the client has reaped them (a new one
+    // for the same slot needs the ring to wrap); a client that overruns its CQ only garbles
+    // its own completions.
     for (std::uint32_t done = first_cq; done != c.cq_tail;) {
       const std::uint32_t cslot = done & c.cq_mask;
       const std::uint32_t m = std::min(c.cq_tail - done, c.req.cq_entries - cslot);
-      PINRING_RETURN_IF_ERROR(c.RunOp(IBV_WR_RDMA_WRITE,
-                                      c.cq_off + std::uint64_t{cslot} * sizeof(Completion),
-                                      m * static_cast<std::uint32_t>(sizeof(Completion)),
-                                      c.req.cq_addr + std::uint64_t{cslot} * sizeof(Completion),
-                                      c.req.cq_rkey));
+      PINRING_RETURN_IF_ERROR(c.PostWriteNoWait(
+          c.cq_off + std::uint64_t{cslot} * sizeof(Completion),
+          m * static_cast<std::uint32_t>(sizeof(Completion)),
+          c.req.cq_addr + std::uint64_t{cslot} * sizeof(Completion), c.req.cq_rkey));
       done += m;
     }
-    // ... then the notification: a SEND after the WRITEs on the same RC QP arrives after their
-    // data, so the client may read the completions as soon as it polls this receive.
+    // ... then the notification.
     ControlMessage note{};
     note.magic = rdma::kRdmaMagic;
     note.type = static_cast<std::uint16_t>(ControlType::kCompletions);
@@ -767,12 +783,14 @@ void RdmaListener::Impl::Fail(Connection& c, absl::Status why) {
   Count([](RdmaListenerStats& s) { ++s.failed; });
 }
 
-void RdmaListener::Impl::Service(Connection& c) {
-  if (c.dead) return;
+bool RdmaListener::Impl::Service(Connection& c, bool arm) {
+  if (c.dead) return false;
   absl::Status st = c.PollAll();
-  bool armed = false;
+  bool armed = !arm;  // not arming: one round only
+  bool worked = false;
   for (;;) {
     while (st.ok() && !c.inbox.empty()) {
+      worked = true;
       auto msgs = std::move(c.inbox);
       c.inbox.clear();
       for (auto& [m, len] : msgs) {
@@ -790,6 +808,7 @@ void RdmaListener::Impl::Service(Connection& c) {
     if (st.ok()) st = c.PollAll();
   }
   if (!st.ok()) Fail(c, st);
+  return worked;
 }
 
 void RdmaListener::Impl::Destroy(Connection* c) {
@@ -808,22 +827,43 @@ void RdmaListener::Impl::Destroy(Connection* c) {
 }
 
 void RdmaListener::Impl::Run() {
+  // Sleep in poll() only after a whole poll window without messages; inside the window, spin on
+  // the CQs (ibv_poll_cq: no system call on rxe or hardware) and look at the fds now and then.
+  bool sleep = true;
+  absl::Time spin_until = absl::InfinitePast();
+  std::uint32_t passes = 0;
   while (!stop_.load(std::memory_order_relaxed)) {
-    std::vector<pollfd> fds;
-    fds.push_back({events_->fd, POLLIN, 0});
-    fds.push_back({wake_fd_, POLLIN, 0});
-    for (auto& [ctx, d] : devices_) fds.push_back({d->comp->fd, POLLIN, 0});
-    // The timeout is a safety net (a missed CQ event delays a client by at most this long).
-    (void)::poll(fds.data(), fds.size(), 100);
-    HandleCmEvents();
-    for (auto& [ctx, d] : devices_) {
-      ibv_cq* cq = nullptr;
-      void* cq_ctx = nullptr;
-      // Drain and ack every CQ event now: we service all connections below anyway, and an
-      // acked event never blocks ibv_destroy_cq.
-      while (ibv_get_cq_event(d->comp, &cq, &cq_ctx) == 0) ibv_ack_cq_events(cq, 1);
+    if (sleep || (++passes & 255) == 0) {
+      std::vector<pollfd> fds;
+      fds.push_back({events_->fd, POLLIN, 0});
+      fds.push_back({wake_fd_, POLLIN, 0});
+      for (auto& [ctx, d] : devices_) fds.push_back({d->comp->fd, POLLIN, 0});
+      // The timeout is a safety net (a missed CQ event delays a client by at most this long).
+      (void)::poll(fds.data(), fds.size(), sleep ? 100 : 0);
+      HandleCmEvents();
+      for (auto& [ctx, d] : devices_) {
+        ibv_cq* cq = nullptr;
+        void* cq_ctx = nullptr;
+        // Drain and ack every CQ event now: we service all connections below anyway, and an
+        // acked event never blocks ibv_destroy_cq. (The channel fd is non-blocking.)
+        while (ibv_get_cq_event(d->comp, &cq, &cq_ctx) == 0) ibv_ack_cq_events(cq, 1);
+      }
     }
-    for (auto& [id, c] : conns_) Service(*c);
+    bool worked = false;
+    for (auto& [id, c] : conns_) worked |= Service(*c, /*arm=*/false);
+    const absl::Time now = absl::Now();
+    if (worked) spin_until = now + opts_.poll_window;
+    sleep = now >= spin_until;
+    if (sleep) {
+      // About to sleep: arm every CQ (and poll once more after arming). Anything that arrived
+      // meanwhile is handled now and keeps us awake.
+      for (auto& [id, c] : conns_) {
+        if (Service(*c, /*arm=*/true)) {
+          spin_until = absl::Now() + opts_.poll_window;
+          sleep = false;
+        }
+      }
+    }
     std::vector<Connection*> dead;
     for (auto& [id, c] : conns_) {
       if (c->dead) dead.push_back(c.get());

@@ -35,6 +35,10 @@ struct RdmaListenerOptions {
   std::uint32_t max_idle_doorbells = 1024;
   // Bound on one RDMA operation of ringd against a client; beyond it the connection fails.
   absl::Duration op_timeout = absl::Seconds(10);
+  // After a doorbell or control message, keep polling the CQs this long before arming them and
+  // sleeping: a client's next descriptor then costs no thread wake-up (as adaptive_poll_us does
+  // for shm queues). Zero: always sleep on the completion channel.
+  absl::Duration poll_window = absl::Microseconds(50);
   // One line per event worth a log (connect, reject, connection errors). Default: stderr.
   std::function<void(const std::string&)> log;
 };
