@@ -101,6 +101,11 @@ absl::Status Queue::Usable() const {
 absl::Status Queue::Health() const {
   PINRING_RETURN_IF_ERROR(Usable());
   conn_->PollIncoming();
+  return KnownHealth();
+}
+
+absl::Status Queue::KnownHealth() const {
+  PINRING_RETURN_IF_ERROR(Usable());
   if (conn_->dead()) return conn_->DeadStatus();
   // Acquire: ringd writes queue_error before it stops touching the ring; pairs with its release.
   const auto err =
@@ -166,7 +171,9 @@ absl::StatusOr<std::uint32_t> Queue::WaitCompletions(std::uint32_t min, absl::Du
         "WaitCompletions(", min, ") can never finish: only ", InFlight(), " descriptors in flight"));
   }
   if (cq_.Peek(min) >= min) return cq_.Peek(cq_.entries());
-  PINRING_RETURN_IF_ERROR(Health());  // about to wait: notice a stopped ringd first
+  // About to wait: notice a stopped ringd first. A blocking wait sleeps in a ppoll that includes
+  // the control socket, so it needs only what is already known (one system call less per wait).
+  PINRING_RETURN_IF_ERROR(wait_ == wire::CompletionWait::kBlock ? KnownHealth() : Health());
   const absl::Time deadline = absl::Now() + timeout;
   PINRING_RETURN_IF_ERROR(wait_ == wire::CompletionWait::kBlock ? WaitBlocking(min, deadline)
                                                                 : WaitSpinning(min, deadline));
@@ -210,7 +217,8 @@ absl::Status Queue::WaitBlocking(std::uint32_t min, absl::Time deadline) {
       cq_flags.store(0, std::memory_order_relaxed);
       return absl::OkStatus();
     }
-    if (absl::Status s = Health(); !s.ok()) {
+    // KnownHealth, not Health: the ppoll below watches the control socket itself.
+    if (absl::Status s = KnownHealth(); !s.ok()) {
       cq_flags.store(0, std::memory_order_relaxed);
       return s;
     }

@@ -164,6 +164,9 @@ class Queue {
  private:
   // FailedPrecondition for an empty handle or one inherited across fork(); no syscall.
   absl::Status Usable() const;
+  // Health() from what is already known, without polling the control socket: for callers about
+  // to sleep in a ppoll that includes the socket (it wakes them if ringd speaks or dies).
+  absl::Status KnownHealth() const;
   friend class Client;
   void RingDoorbell();  // out of line: the write(2) on the doorbell eventfd
   void Reset();
