@@ -133,7 +133,9 @@ class RdmaQueue {
  private:
   RdmaQueue() = default;
   absl::Status SendControl(const void* msg);
-  absl::Status PollOnce(bool* progressed);
+  // Polls the CQ once; with `check_cm`, also the rdma_cm channel for a disconnect when the CQ
+  // was empty (a system call: spinning callers do it only now and then).
+  absl::Status PollOnce(bool* progressed, bool check_cm);
   absl::Status WaitForProgress(absl::Duration timeout);
   absl::Status HandleReceive(std::uint32_t slot, std::uint32_t len);
   void Fail(absl::Status s);

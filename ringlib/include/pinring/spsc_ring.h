@@ -18,6 +18,16 @@
 
 namespace pinring {
 
+// The CPU's spin-wait hint (x86 PAUSE, arm64 YIELD), for loops that poll a ring index: it frees
+// pipeline resources for an SMT sibling and avoids a memory-order flush when the index changes.
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 namespace internal {
 // Entries per 64-byte cache line (1 for a descriptor, 2 for a completion): prefetch strides.
 template <typename Entry>
