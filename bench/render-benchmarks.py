@@ -21,43 +21,63 @@ WHY = {
         "ringd's poller does more per descriptor than the bare echo loop: it copies the descriptor "
         "out (untrusted), validates it, dispatches to the backend and checks the queue's state, "
         "and with two cores both spinners share the machine with everything else (other builds, "
-        "ringd's event loop). Fix: a poller fast path for NOP/small ops, batch the completion "
-        "tail store, and on a bigger machine isolate the poller core (isolcpus/nohz_full).",
+        "ringd's event loop). Fix: a poller fast path for NOP/small ops, and on a bigger machine "
+        "isolate the poller core (isolcpus/nohz_full).",
     "BM_ShmNopRoundTrip/eventfd":
-        "both sides sleep, as in the bare ping-pong, but the client's wait does more than read an "
-        "eventfd: the profile below (client side) shows Queue::WaitBlocking calling Health() → "
-        "Connection::PollIncoming (a ppoll on the control socket) and absl::Now() on every wait. "
-        "ringd adds its own hop: its poller thread wakes from epoll_wait on the doorbell, clears "
-        "need-wakeup, serves the ring, then writes the completion eventfd. On this loaded 2-core "
-        "machine each extra wake-up can wait for a scheduler slot, which inflates the p50 "
-        "far more than the instruction count does. Fix: check the control socket only when the "
-        "completion eventfd wait times out (not per wait), take the deadline clock once per call, "
-        "and let the thread that sees the doorbell serve the queue directly.",
+        "both sides sleep, as in the bare ping-pong, but each hop does more than one blocking "
+        "read and one write. The client publishes the tail, fences, writes the doorbell, then "
+        "sleeps in a ppoll over the completion eventfd and the control socket (so that a dead "
+        "ringd wakes it; ppoll also arms a timeout timer) and drains the eventfd with a read: two "
+        "system calls where the bare side has one (the per-wait Health() polls of the socket, "
+        "two more, were removed after the profile of an earlier run). ringd waits in io_uring: "
+        "the doorbell read completes through io_uring task-work on ringd's event-loop thread, "
+        "which serves the ring, checks the client-owned completion eventfd's O_NONBLOCK (an "
+        "fcntl: a hostile client may clear it, and a blocking write would stall the loop) and "
+        "writes it. Those extra kernel entries add to a round trip that two scheduler wake-ups "
+        "already dominate (the bare ping-pong's p50 above). Fix: serve eventfd-mode queues from a "
+        "poller thread blocked in epoll_wait (no task-work hop) and write the completion "
+        "eventfd through io_uring (which never blocks the caller, so no fcntl).",
     "BM_ShmNopBatch/batch:32":
-        "io_uring completes NOPs inline in the submitting syscall, so its batch of 32 costs one "
-        "syscall on one core. pinring's client is not the bottleneck: the profile below shows "
-        "about half of its instructions spinning in RingConsumer::Peek (spsc_ring.h) waiting for "
-        "completions, i.e. for ringd (not under the profiler), whose poller copies, validates and "
-        "completes each descriptor on the other core; every ring line crosses cores twice. Fix: "
-        "serve a batch per poller pass with one completion-tail store, skip validation work for "
-        "NOPs, and prefetch the next descriptor lines.",
+        "io_uring completes its 32 NOPs inside one system call on one core (about 90 ns each; no "
+        "cache line leaves the core). Through pinring every NOP moves a 64-byte descriptor line "
+        "from the client's core to ringd's and half a completion line back, plus the index "
+        "lines once per batch; on this VM one cross-core line transfer costs ~130-150 ns (the "
+        "bare SPSC ping-pong, four transfers, takes ~550-600 ns p50) and the transfers overlap "
+        "only partly. ringd's own per-descriptor work is now small (this run has: descriptor "
+        "lines prefetched per batch, counters added once per batch, no per-pass zeroing of "
+        "scratch, Abseil's Mutex deadlock detector off; the ratio was 1.04× before); the client "
+        "profile below is mostly spinning for completions. Fix: fewer bytes across cores per "
+        "op: completion coalescing (one completion for a run of flagged descriptors, as "
+        "unsignaled work requests do), a compact 32-byte descriptor for small ops, and on a "
+        "real machine ringd's poller on the SMT sibling or the same L3 as the client.",
+    "BM_ShmNopStream":
+        "keeping the ring busy does not help on this machine: with both cores spinning, the "
+        "client's polling of cq_tail and sq_head and ringd's polling of sq_tail keep stealing the "
+        "index lines each side must write to publish progress, so the overlap gained is spent "
+        "on contention (the streamed batch-1 row is slower than a lone round trip). The "
+        "line-transfer floor of the submit-and-wait row applies as well. Fix: as for "
+        "submit-and-wait, plus publish indices less often (ringd releases sq_head once per 64 "
+        "descriptors; the client reads cq_tail after a back-off proportional to what it has in "
+        "flight).",
     "write_lat":
-        "soft-RoCE does the device's work in kernel tasks on the guest's own two vCPUs. In this "
-        "row the client spins on CPU 0 and ringd's poller, which posts the WRITE and then spins "
-        "on ibv_poll_cq (LoopbackQp::WaitFor, sched_yield every 1024 empty polls), holds CPU 1, so "
-        "rxe's requester/responder mostly run when a spinner yields or at a scheduler tick: the "
-        "latency is flat across sizes at a few ticks. ib_write_lat has two spinning processes "
-        "too but lets rxe run on the same CPU as each poll loop. Fix: in the verbs backend, "
-        "arm the CQ (ibv_req_notify_cq) and block on its completion channel instead of spinning "
-        "when the device is rxe; keep one WRITE per poller pass in flight instead of waiting "
-        "for each; on a hardware NIC the spin is right (the device needs no host CPU).",
+        "ib_write_lat's figure is half a ping-pong: each side detects the peer's WRITE by "
+        "polling the last byte of its own buffer, so neither a completion nor the RC "
+        "acknowledgement is on its path. ringd's row is submit to completion: the shm hand-off "
+        "(under a microsecond in the guest), the WRITE posted on ringd's loopback QP (a system "
+        "call into rxe) and its completion, which on RC waits for the responder's ACK to come "
+        "back and rxe's completer to run. The profile below (whole guest) shows the CPUs mostly "
+        "in the two spin loops and idle, not in rxe's code: the time is hand-offs between "
+        "kernel and user contexts under emulation, not work. The gap shrinks as the data copy "
+        "grows (1 MiB: at or below 1×). Fix: not in ringd for the ACK on rxe (on a hardware "
+        "NIC the ACK turnaround is about a microsecond); inside ringd, post from a per-poller "
+        "QP without the backend mutex.",
     "write_rate":
-        "ringd executes descriptors one at a time: post one WRITE, wait for its completion, "
-        "then take the next descriptor (LoopbackQp::WaitFor per work request), so at most one "
-        "WRITE is in flight, where ib_write_bw keeps up to 128 in flight and signals one in 100. "
-        "Under emulation the same CPU starvation as in the latency row applies. Fix: post a "
-        "batch of WRITEs per poller pass, signal the last of the batch, and complete the "
-        "descriptors of the batch together.",
+        "ringd now posts a ring batch's COPYs as one list of up to 64 WRITEs and reaps them "
+        "together (0.21× before). What remains: one loopback QP behind a mutex and one poller, "
+        "and each batch waits for all of its WRITEs before the next batch is posted, where "
+        "ib_write_bw keeps its send queue full continuously and signals one WRITE in 100. Fix: "
+        "keep posting while reaping (pipeline across poller passes), signal only the last WRITE "
+        "of a batch, per-poller QPs.",
     "fork":
         "if the smaller sizes of the same mode stay at or below the target, a lone miss at 1 GiB "
         "is as likely noise on a loaded machine (the evaluator's median of a few forks) as a "
@@ -303,7 +323,7 @@ def render(res, docs):
                "run under full-system emulation).\n")
     out.append("## How to reproduce\n")
     out.append("```sh\ncmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo && "
-               "cmake --build build-bench\nbench/run-benchmarks            # full run, ~15 min: "
+               "cmake --build build-bench\nbench/run-benchmarks            # full run, ~5 min idle: "
                "host rows, one soft-RoCE guest boot, profiles\nbench/run-benchmarks --quick --out "
                "/tmp/q   # seconds; what ctest runs (labels unit and rdma)\n```\n")
     out.append("## Run\n")
@@ -451,6 +471,13 @@ def render(res, docs):
                        "(one SEND), ib_read_lat one READ round trip; so the ratio counts how many "
                        "anchor operations a transport round trip costs. The brief sets no "
                        "target for these rows.\n")
+            prof = ((res.get("guest") or {}).get("profiles") or {}).get(
+                "BM_RdmaTransportRoundTrip/nop")
+            if prof and prof.get("top"):
+                out.append(f"Profile of the NOP round trip ({prof['tool']}), top entries by "
+                           "self cost:\n\n```")
+                out.extend(prof["top"])
+                out.append("```\n")
         elif sec["id"] == "reg":
             cap = sec.get("guest_cap")
             out.append("Register + deregister one buffer, touched beforehand (so the rows measure "
