@@ -11,7 +11,7 @@
 # Environment: PINRING_BUILD_DIR (default build), PINRING_ASAN_BUILD_DIR (default build-asan),
 # PINRING_SKIP_ASAN=1 / PINRING_SKIP_VM=1 to leave a stage out for a quick local run.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 BUILD=${PINRING_BUILD_DIR:-$ROOT/build}
 ASAN_BUILD=${PINRING_ASAN_BUILD_DIR:-$ROOT/build-asan}
@@ -87,7 +87,8 @@ fi
 
 stage "summary"
 # Nothing may be left running after the suite (ringd, clients, qemu).
-leftovers=$(pgrep -a -x 'ringd|qemu-system-x86|pinring-.*' || true)
+# By command name (at most 15 characters, so not pgrep with one long pattern, which warns).
+leftovers=$(ps -eo pid=,comm=,args= | awk '$2 == "ringd" || $2 ~ /^qemu-system-x86/ || $2 ~ /^pinring-/')
 if [[ -n $leftovers ]]; then
   echo "test.sh: processes left running after the tests:" >&2
   echo "$leftovers" >&2
