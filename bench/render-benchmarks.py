@@ -490,8 +490,10 @@ def render(res, docs):
                        "reserved by the driver). Anchor for every `2m` row: the `4k` row of the "
                        "same call and size in the same run; ibv_reg_mr's anchor is io_uring's "
                        "buffer registration in the same guest boot." +
-                       (f" **Guest sizes are capped at {fmt_bytes(cap)}** (2 GiB of emulated RAM, "
-                        "TCG speed); the host sweep goes to 1 GiB." if cap else "") + "\n")
+                       (f" **Guest sizes are capped at {fmt_bytes(cap)}** (emulated RAM, TCG "
+                        "speed); the host sweep goes to 1 GiB." if cap and cap < (1 << 30) else
+                        " The guest sweep goes to 1 GiB, as the host's (the guest boots with "
+                        "4 GiB of RAM for it)." if cap else "") + "\n")
             out.append("| where | call | pages | size | p50 | p99 | backing | anchor | ratio (p50) |")
             out.append("|---|---|---|---|---|---|---|---|---|")
             by = {(s["where"], s["call"], s["pages"]): s for s in sec["series"]}
@@ -547,7 +549,15 @@ def render(res, docs):
         for r in sec.get("rows", []):
             if r.get("met") is False:
                 if sec["id"] == "fork":
-                    out.append(f"\n**Why fork {r['mode']} {fmt_bytes(r['bytes'])} misses — likely cause and fix (not profiled)**: {WHY['fork']}\n")
+                    out.append(f"\n**Why fork {r['mode']} {fmt_bytes(r['bytes'])} misses — "
+                               f"likely cause and fix** (ratio {fmt_ratio(r.get('ratio'))}, "
+                               f"target {r['op']} {r['target']}×): {WHY['fork']}\n")
+                    p = r.get("profile")
+                    if p:
+                        out.append(f"\nProfile ({p['tool']}{'; ' + p['note'] if p.get('note') else ''}), "
+                                   "top entries by self cost:\n\n```")
+                        out.extend(p["top"] or ["(empty)"])
+                        out.append("```\n")
                 else:
                     md_why(r, out, seen)
     with open(os.path.join(docs, "benchmarks.md"), "w") as f:
