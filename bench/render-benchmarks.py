@@ -33,8 +33,10 @@ WHY = {
         "the doorbell read completes through io_uring task-work on ringd's event-loop thread, "
         "which serves the ring, checks the client-owned completion eventfd's O_NONBLOCK (an "
         "fcntl: a hostile client may clear it, and a blocking write would stall the loop) and "
-        "writes it. Those extra kernel entries add to a round trip that two scheduler wake-ups "
-        "already dominate (the bare ping-pong's p50 above). Fix: serve eventfd-mode queues from a "
+        "writes it. The profile below (whole machine) puts ringd's thread in the kernel's "
+        "pvm_irq_enable for a large share of the samples, against a few percent for the "
+        "client: on this VM re-enabling interrupts is a paravirtual hypercall, and the io_uring "
+        "task-work and eventfd wake paths do it on every spin_unlock_irqrestore. Fix: serve eventfd-mode queues from a "
         "poller thread blocked in epoll_wait (no task-work hop) and write the completion "
         "eventfd through io_uring (which never blocks the caller, so no fcntl).",
     "BM_ShmNopBatch/batch:32":
@@ -55,14 +57,15 @@ WHY = {
         "unsignaled work requests do), a compact 32-byte descriptor for small ops, and on a "
         "real machine ringd's poller on the SMT sibling or the same L3 as the client.",
     "BM_ShmNopStream":
-        "keeping the ring busy does not help on this machine: with both cores spinning, the "
-        "client's polling of cq_tail and sq_head and ringd's polling of sq_tail keep stealing the "
-        "index lines each side must write to publish progress, so the overlap gained is spent "
-        "on contention (the streamed batch-1 row is slower than a lone round trip). The "
-        "line-transfer floor of the submit-and-wait row applies as well. Fix: as for "
-        "submit-and-wait, plus publish indices less often (ringd releases sq_head once per 64 "
-        "descriptors; the client reads cq_tail after a back-off proportional to what it has in "
-        "flight).",
+        "with the ring kept busy the client's writing and ringd's serving overlap, and the rate "
+        "is what ringd's one poller sustains on one queue: per descriptor it copies the line "
+        "out, validates it and writes the completion, on lines that arrive from the client's "
+        "core (the profile below: ringd's ServeOnce and ValidateDescriptor against the client's "
+        "loop). An earlier version of this benchmark called Health(), a ppoll of the control "
+        "socket, once per batch; the profile of the previous full run showed a fifth of the "
+        "samples there and the row at 1.17×. Fix: a validation fast path for NOPs and small "
+        "ops, completion coalescing (one completion per run of flagged descriptors) and "
+        "prefetching the next batch's lines while the current one is served.",
     "write_lat":
         "ib_write_lat's figure is half a ping-pong: each side detects the peer's WRITE by "
         "polling the last byte of its own buffer, so neither a completion nor the RC "
