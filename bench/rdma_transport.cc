@@ -10,7 +10,6 @@
 //
 // ringd is a real process (--backend=verbs --rdma_port=P), spawned pinned to kCpuB; the client
 // spins on kCpuA. Without a device ringd has no rdma listener and every row is skipped with why.
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -24,6 +23,7 @@
 #include "pinring/rdma_queue.h"
 #include "pinring/verbs_device.h"
 #include "ringd_fixture.h"
+#include "tests/common/self_rdma_address.h"
 
 namespace pinring::bench {
 namespace {
@@ -35,18 +35,6 @@ std::uint16_t RdmaPort() {
     return static_cast<std::uint16_t>(std::strtoul(p, nullptr, 10));
   }
   return static_cast<std::uint16_t>(20000 + getpid() % 20000);
-}
-
-// ringd's address on the RDMA interface: PINRING_SELF_ADDR (set by the soft-RoCE harness), else
-// the IPv4 address inside the first device's RoCE v2 GID.
-std::string SelfAddress() {
-  if (const char* a = std::getenv("PINRING_SELF_ADDR"); a != nullptr && *a != '\0') return a;
-  auto dev = VerbsDevice::Open();
-  if (!dev.ok()) return "";
-  const ibv_gid g = (*dev)->gid();
-  char text[INET_ADDRSTRLEN] = {};
-  if (inet_ntop(AF_INET, g.raw + 12, text, sizeof text) == nullptr) return "";
-  return text;
 }
 
 struct Transport {
@@ -66,7 +54,7 @@ Transport& GetTransport() {
       return out;
     }
     RdmaQueueOptions o;
-    o.address = SelfAddress();
+    o.address = testing::SelfRdmaAddress();  // ringd is on this host
     if (o.address.empty()) {
       out.error = std::string("no RDMA device with an IPv4 GID: ") + std::string(kNoDeviceFix);
       return out;

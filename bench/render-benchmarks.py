@@ -159,15 +159,19 @@ def md_why(r, out, seen):
     seen[k] = r.get("id")
     out.append(f"\n**Why `{r.get('id')}` misses its target — likely cause and fix** (ratio {fmt_ratio(r['ratio'])}, "
                f"target {r['op']} {r['target']}×): {WHY.get(k, 'no analysis recorded yet.')}\n")
-    p = r.get("profile")
+    md_profile(r.get("profile"), out)
+
+
+def md_profile(p, out):
+    """The profile recorded beside a missed row, or why there is none."""
     if p:
         out.append(f"\nProfile ({p['tool']}{'; ' + p['note'] if p.get('note') else ''}), "
-                   "top functions by self cost:\n\n```")
+                   "top entries by self cost:\n\n```")
         out.extend(p["top"] or ["(empty)"])
         out.append("```\n")
     else:
-        out.append("\nNo profile was taken for this row in this run (quick mode, --no-profile, or "
-                   "a row measured in the emulated guest, where valgrind under TCG is too slow).\n")
+        out.append("\nNo profile was taken for this row in this run (quick mode or "
+                   "--no-profile).\n")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -555,12 +559,7 @@ def render(res, docs):
                     out.append(f"\n**Why fork {r['mode']} {fmt_bytes(r['bytes'])} misses — "
                                f"likely cause and fix** (ratio {fmt_ratio(r.get('ratio'))}, "
                                f"target {r['op']} {r['target']}×): {WHY['fork']}\n")
-                    p = r.get("profile")
-                    if p:
-                        out.append(f"\nProfile ({p['tool']}{'; ' + p['note'] if p.get('note') else ''}), "
-                                   "top entries by self cost:\n\n```")
-                        out.extend(p["top"] or ["(empty)"])
-                        out.append("```\n")
+                    md_profile(r.get("profile"), out)
                 else:
                     md_why(r, out, seen)
     with open(os.path.join(docs, "benchmarks.md"), "w") as f:

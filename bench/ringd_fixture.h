@@ -79,4 +79,15 @@ inline bool WarmUp(Queue& q, int n = 64) {
   return true;
 }
 
+// The common start of a benchmark through ringd: the fixture up, a queue with `o`, warmed up.
+// The error says why not (for SkipWithError). Call after pinning the thread.
+inline absl::StatusOr<Queue> ReadyQueue(RingdFixture& f, const QueueOptions& o) {
+  if (!f.error.empty()) return absl::FailedPreconditionError(f.error);
+  auto q = f.client.CreateQueue(o);
+  if (!q.ok()) return q.status();
+  if (!WarmUp(*q))
+    return q->Health().ok() ? absl::InternalError("warm-up NOP did not complete") : q->Health();
+  return q;
+}
+
 }  // namespace pinring::bench

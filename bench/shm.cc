@@ -26,23 +26,21 @@ namespace {
 
 RingdFixture& Ringd() { return GetRingd({"--backend=cpu"}); }
 
+// A warmed-up queue on the shared ringd (see ReadyQueue). Call after pinning the thread.
 absl::StatusOr<Queue> MakeQueue(wire::DoorbellMode doorbell, wire::CompletionWait wait) {
   QueueOptions o;
   o.sq_entries = 256;
   o.doorbell = doorbell;
   o.completion_wait = wait;
-  return Ringd().client.CreateQueue(o);
+  return ReadyQueue(Ringd(), o);
 }
 
 void BM_ShmNopRoundTrip(benchmark::State& state, wire::DoorbellMode doorbell,
                         wire::CompletionWait wait) {
-  RingdFixture& f = Ringd();
-  if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
   ScopedAffinity restore;
   PinToCpu(kCpuA);
   auto q = MakeQueue(doorbell, wait);
-  if (!q.ok()) return state.SkipWithError(std::string(q.status().message()).c_str());
-  if (!WarmUp(*q)) return state.SkipWithError(q->Health().ToString().c_str());
+  if (!q.ok()) return state.SkipWithError(q.status().ToString().c_str());
   LatencyRecorder lat(state);
   std::uint64_t seq = 0;
   bool ok = true;
@@ -70,14 +68,11 @@ void BM_ShmNopRoundTrip(benchmark::State& state, wire::DoorbellMode doorbell,
 }
 
 void BM_ShmNopBatch(benchmark::State& state) {
-  RingdFixture& f = Ringd();
-  if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
   ScopedAffinity restore;
   PinToCpu(kCpuA);
   const auto batch = static_cast<std::uint32_t>(state.range(0));
   auto q = MakeQueue(wire::DoorbellMode::kBusyPoll, wire::CompletionWait::kSpin);
-  if (!q.ok()) return state.SkipWithError(std::string(q.status().message()).c_str());
-  if (!WarmUp(*q)) return state.SkipWithError(q->Health().ToString().c_str());
+  if (!q.ok()) return state.SkipWithError(q.status().ToString().c_str());
   LatencyRecorder lat(state);
   std::uint64_t seq = 0;
   bool ok = true;
@@ -104,14 +99,11 @@ void BM_ShmNopBatch(benchmark::State& state) {
 constexpr std::uint32_t kStreamDepth = 256;  // NOPs in flight (= the SQ size of MakeQueue)
 
 void BM_ShmNopStream(benchmark::State& state) {
-  RingdFixture& f = Ringd();
-  if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
   ScopedAffinity restore;
   PinToCpu(kCpuA);
   const auto batch = static_cast<std::uint32_t>(state.range(0));
   auto q = MakeQueue(wire::DoorbellMode::kBusyPoll, wire::CompletionWait::kSpin);
-  if (!q.ok()) return state.SkipWithError(std::string(q.status().message()).c_str());
-  if (!WarmUp(*q)) return state.SkipWithError(q->Health().ToString().c_str());
+  if (!q.ok()) return state.SkipWithError(q.status().ToString().c_str());
   std::uint64_t submitted = 0, reaped = 0;
   bool ok = true;
   auto reap = [&] {

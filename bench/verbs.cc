@@ -59,9 +59,8 @@ void BM_RingdWriteLatency(benchmark::State& state) {
   QueueOptions o;
   o.doorbell = wire::DoorbellMode::kBusyPoll;
   o.completion_wait = wire::CompletionWait::kSpin;
-  auto q = Ringd().client.CreateQueue(o);
+  auto q = ReadyQueue(Ringd(), o);
   if (!q.ok()) return state.SkipWithError(q.status().ToString().c_str());
-  if (!WarmUp(*q, 8)) return state.SkipWithError(q->Health().ToString().c_str());
   LatencyRecorder lat(state);
   std::uint64_t seq = 0;
   int status = 0;
@@ -102,9 +101,8 @@ void BM_RingdWriteRate(benchmark::State& state) {
   o.sq_entries = 2 * kDepth;
   o.doorbell = wire::DoorbellMode::kBusyPoll;
   o.completion_wait = wire::CompletionWait::kSpin;
-  auto q = Ringd().client.CreateQueue(o);
+  auto q = ReadyQueue(Ringd(), o);
   if (!q.ok()) return state.SkipWithError(q.status().ToString().c_str());
-  if (!WarmUp(*q, 8)) return state.SkipWithError(q->Health().ToString().c_str());
   std::uint64_t seq = 0;
   auto refill = [&](std::uint32_t want) {
     const std::uint32_t n = q->Reserve(want);

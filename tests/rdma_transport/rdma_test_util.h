@@ -12,24 +12,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/require_device.h"
+#include "common/self_rdma_address.h"
 #include "pinring/descriptors.h"
 #include "pinring/rdma_queue.h"
 #include "pinring/verbs_device.h"
 #include "service/rdma/rdma_listener.h"
 
 namespace pinring::testing {
-
-// The IPv4 address of this host's RDMA interface: PINRING_SELF_ADDR (the harness sets it in
-// guests), else the IPv4-mapped RoCE v2 GID of the first device, else "".
-inline std::string SelfRdmaAddress() {
-  if (const char* a = std::getenv("PINRING_SELF_ADDR"); a != nullptr && *a != '\0') return a;
-  auto dev = VerbsDevice::Open();
-  if (!dev.ok()) return "";
-  const ibv_gid g = (*dev)->gid();
-  char text[INET_ADDRSTRLEN] = {};
-  if (inet_ntop(AF_INET, g.raw + 12, text, sizeof text) == nullptr) return "";
-  return text;
-}
 
 inline std::unique_ptr<ringd::RdmaListener> StartListener(ringd::RdmaListenerOptions o = {}) {
   o.port = 0;  // ephemeral: tests run in parallel with a real ringd
