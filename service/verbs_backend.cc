@@ -118,14 +118,21 @@ class VerbsBackend final : public Backend {
       absl::Status s = EnsureQpLocked() ? qp_->WriteBatch(absl::MakeConstSpan(reqs, pending),
                                                           absl::MakeSpan(st, pending))
                                         : absl::UnavailableError("no loopback QP");
+      std::size_t failed = 0;
+      const absl::Status* first_error = nullptr;
       for (std::size_t k = 0; k < pending; ++k) {
         const absl::Status& one = s.ok() ? st[k] : s;
         if (one.ok()) {
           out[idx[k]] = {CompletionStatus::kOk, ops[idx[k]].desc.length};
         } else {
-          RINGD_LOG(kWarning, "verbs COPY failed: ", one.ToString());
+          if (failed++ == 0) first_error = &one;
           out[idx[k]] = {CompletionStatus::kDeviceError, 0};
         }
+      }
+      // One line per batch: after a failure the rest of the batch completes flushed.
+      if (failed > 0) {
+        RINGD_LOG(kWarning, "verbs COPY failed (", failed, " of ", pending,
+                  " in the batch): ", first_error->ToString());
       }
       pending = 0;
     };
