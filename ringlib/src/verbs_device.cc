@@ -34,6 +34,25 @@ bool IsZeroGid(const ibv_gid& g) {
 
 const char* WcStatusName(ibv_wc_status s) { return ibv_wc_status_str(s); }
 
+// One RDMA work request: local[local_off, +len) <-> remote[remote_off, +len). `sge` must outlive
+// the post. REQUIRES: the range was checked (LoopbackQp::CheckRange).
+void FillRdmaWr(ibv_wr_opcode opcode, const MemoryRegion& local, std::uint64_t local_off,
+                const MemoryRegion& remote, std::uint64_t remote_off, std::uint64_t len,
+                std::uint64_t wr_id, bool signaled, ibv_sge* sge, ibv_send_wr* wr) {
+  *sge = {};
+  sge->addr = reinterpret_cast<std::uint64_t>(local.addr()) + local_off;
+  sge->length = static_cast<std::uint32_t>(len);
+  sge->lkey = local.lkey();
+  *wr = {};
+  wr->wr_id = wr_id;
+  wr->sg_list = sge;
+  wr->num_sge = len == 0 ? 0 : 1;
+  wr->opcode = opcode;
+  wr->send_flags = signaled ? IBV_SEND_SIGNALED : 0;
+  wr->wr.rdma.remote_addr = reinterpret_cast<std::uint64_t>(remote.addr()) + remote_off;
+  wr->wr.rdma.rkey = remote.rkey();
+}
+
 }  // namespace
 
 // --- MemoryRegion ------------------------------------------------------------------------------
@@ -310,18 +329,9 @@ absl::Status LoopbackQp::Post(ibv_wr_opcode opcode, const MemoryRegion& local,
                               bool signaled) {
   if (broken_) return absl::FailedPreconditionError("loopback QP is in ERROR; recreate it");
   PINRING_RETURN_IF_ERROR(CheckRange(local, local_off, remote, remote_off, len));
-  ibv_sge sge{};
-  sge.addr = reinterpret_cast<std::uint64_t>(local.addr()) + local_off;
-  sge.length = static_cast<std::uint32_t>(len);
-  sge.lkey = local.lkey();
-  ibv_send_wr wr{};
-  wr.wr_id = wr_id;
-  wr.sg_list = &sge;
-  wr.num_sge = len == 0 ? 0 : 1;
-  wr.opcode = opcode;
-  wr.send_flags = signaled ? IBV_SEND_SIGNALED : 0;
-  wr.wr.rdma.remote_addr = reinterpret_cast<std::uint64_t>(remote.addr()) + remote_off;
-  wr.wr.rdma.rkey = remote.rkey();
+  ibv_sge sge;
+  ibv_send_wr wr;
+  FillRdmaWr(opcode, local, local_off, remote, remote_off, len, wr_id, signaled, &sge, &wr);
   ibv_send_wr* bad = nullptr;
   if (int rc = ibv_post_send(initiator_, &wr, &bad); rc != 0) {
     return pinring::ErrnoToStatus(rc, "ibv_post_send");
@@ -400,18 +410,9 @@ absl::Status LoopbackQp::WriteBatch(absl::Span<const WriteRequest> reqs,
   ibv_send_wr wr[kMaxBatch];
   for (std::size_t i = 0; i < reqs.size(); ++i) {
     const WriteRequest& r = reqs[i];
-    sge[i] = {};
-    sge[i].addr = reinterpret_cast<std::uint64_t>(r.src->addr()) + r.src_off;
-    sge[i].length = static_cast<std::uint32_t>(r.len);
-    sge[i].lkey = r.src->lkey();
-    wr[i] = {};
-    wr[i].wr_id = i;  // index into reqs: completions are matched back to their request
-    wr[i].sg_list = &sge[i];
-    wr[i].num_sge = r.len == 0 ? 0 : 1;
-    wr[i].opcode = IBV_WR_RDMA_WRITE;
-    wr[i].send_flags = IBV_SEND_SIGNALED;
-    wr[i].wr.rdma.remote_addr = reinterpret_cast<std::uint64_t>(r.dst->addr()) + r.dst_off;
-    wr[i].wr.rdma.rkey = r.dst->rkey();
+    // wr_id = the index into reqs: completions are matched back to their request.
+    FillRdmaWr(IBV_WR_RDMA_WRITE, *r.src, r.src_off, *r.dst, r.dst_off, r.len, i,
+               /*signaled=*/true, &sge[i], &wr[i]);
     wr[i].next = i + 1 < reqs.size() ? &wr[i + 1] : nullptr;
   }
   ibv_send_wr* bad = nullptr;
