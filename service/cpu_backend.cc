@@ -35,23 +35,32 @@ class CpuBackend final : public Backend {
 
   OpResult Execute(const ValidatedOp& op) override {
     const Descriptor& d = op.desc;
+    OpResult r{CompletionStatus::kOk, d.length};
+    // Every access below may hit a hole the client punched into its memfd. The FaultGuard absorbs
+    // the SIGBUS (the access then sees anonymous memory); faulted() afterwards tells us.
     switch (op.opcode) {
       case Opcode::kNop:
         return {};
       case Opcode::kCopy:
-        // memmove: two handles may map the same memfd, so ranges in different regions can still
-        // alias; memmove is correct for any overlap.
+        // memmove: the validator refuses overlapping ranges even across aliased handles, but
+        // memmove costs nothing extra and stays correct if that ever changes.
         std::memmove(op.dst->base + d.dst_offset, op.src->base + d.src_offset, d.length);
-        return {CompletionStatus::kOk, d.length};
+        break;
       case Opcode::kChecksum:
-        return {CompletionStatus::kOk,
-                Fnv1a64(std::span<const std::byte>(op.src->base + d.src_offset, d.length))};
+        r.result = Fnv1a64(std::span<const std::byte>(op.src->base + d.src_offset, d.length),
+                           op.checksum_seed);
+        break;
       case Opcode::kFill:
         FillBytes(op.dst->base + d.dst_offset, d.length, d.value,
                   (d.flags & kDescFlagFillPattern64) != 0);
-        return {CompletionStatus::kOk, d.length};
+        break;
+      default:
+        return {CompletionStatus::kBadOpcode, 0};
     }
-    return {CompletionStatus::kBadOpcode, 0};
+    if ((op.src != nullptr && op.src->faulted()) || (op.dst != nullptr && op.dst->faulted())) {
+      return {CompletionStatus::kRegionFault, 0};
+    }
+    return r;
   }
 };
 

@@ -39,11 +39,16 @@ ValidatedOp ValidateDescriptor(const Descriptor& d, RegionLookup lookup) {
   }
   if (pattern64 && ((d.dst_offset | d.length) & 7) != 0) return fail(CompletionStatus::kMisaligned);
   if (writes_dst && !v.dst->device_writable) return fail(CompletionStatus::kReadOnlyRegion);
-  if (v.opcode == Opcode::kCopy && v.src == v.dst && d.length != 0) {
-    // Both ranges are inside the region, so these sums cannot overflow.
-    const bool disjoint =
-        d.src_offset + d.length <= d.dst_offset || d.dst_offset + d.length <= d.src_offset;
-    if (!disjoint) return fail(CompletionStatus::kOverlap);
+  // Overlap is a property of the memory, not of the handles: a client may register one memfd
+  // twice and COPY between the two handles. Both ranges are inside their regions (checked above),
+  // so RangesAlias's sums cannot overflow.
+  if (v.opcode == Opcode::kCopy &&
+      RangesAlias(*v.src, d.src_offset, d.length, *v.dst, d.dst_offset, d.length)) {
+    return fail(CompletionStatus::kOverlap);
+  }
+  // A region whose memfd lost pages under ringd (FaultGuard) is never touched again.
+  if ((reads_src && v.src->faulted()) || (writes_dst && v.dst->faulted())) {
+    return fail(CompletionStatus::kRegionFault);
   }
   return v;
 }

@@ -17,6 +17,9 @@ struct ValidatedOp {
   Descriptor desc{};             // the private copy that was validated
   const Region* src = nullptr;   // COPY, CHECKSUM
   const Region* dst = nullptr;   // COPY, FILL
+  // CHECKSUM: the FNV-1a state to continue from. ringd splits a large descriptor into budgeted
+  // slices (QueueServer); each slice continues the hash of the one before.
+  std::uint64_t checksum_seed = kFnv1a64Seed;
 };
 
 using RegionLookup = absl::FunctionRef<const Region*(std::uint32_t handle)>;
@@ -25,8 +28,9 @@ using RegionLookup = absl::FunctionRef<const Region*(std::uint32_t handle)>;
 // (kBadReserved), flag bits (kBadFlags: unknown bits, or kDescFlagFillPattern64 on anything but
 // FILL), region handles (kUnknownRegion), offset + length against ringd's recorded size with
 // overflow checking (kOutOfBounds), 8-byte alignment of pattern fills (kMisaligned), device-
-// writability of the destination (kReadOnlyRegion), and for COPY within one region, overlap of
-// source and destination (kOverlap). NOP ignores region and range fields.
+// writability of the destination (kReadOnlyRegion), for COPY overlap of source and destination
+// in the backing memory, even through two handles of one memfd (kOverlap), and a region whose
+// memory faulted earlier (kRegionFault). NOP ignores region and range fields.
 ValidatedOp ValidateDescriptor(const Descriptor& d, RegionLookup lookup);
 
 // True when [off, off+len) lies inside a region of `size` bytes, without overflow.

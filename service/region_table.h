@@ -14,6 +14,7 @@
 #include "pinring/fork_mode.h"
 #include "service/backend.h"
 #include "service/unique_fd.h"
+#include "service/untrusted_memfd.h"
 
 namespace pinring::ringd {
 
@@ -24,16 +25,33 @@ struct Region {
   bool device_writable = true;  // false: ForkMode::kReadOnly, never a COPY/FILL destination
   std::uint32_t flags = 0;      // wire::kRegion*
   std::byte* base = nullptr;    // == mapping.bytes(), kept for the hot path
-  // Destruction order matters: the registration (pin) goes before the mapping it covers, the
-  // mapping before the fd. Members are destroyed in reverse order of declaration.
-  UniqueFd fd;
-  Mapping mapping;
+  // Destruction order matters: the registration (pin) goes before the mapping it covers.
+  // Members are destroyed in reverse order of declaration. (The memfd itself is closed once
+  // mapped: the mapping keeps the memory, BackingId its identity.)
+  ClientMapping mapping;
   std::unique_ptr<BackendMemory> backend_memory;
 
   std::uint64_t pinned_bytes() const {
     return backend_memory != nullptr ? backend_memory->pinned_bytes() : 0;
   }
+  // The region's memory took a SIGBUS (FaultGuard): it is unusable, every op gets kRegionFault.
+  bool faulted() const { return mapping.faulted(); }
 };
+
+// True when two regions may show the same memory: the same region, or two registrations of one
+// memfd (the same BackingId; offsets within both are file offsets). A region without a known
+// identity (ino 0: built in a test without a memfd) aliases only itself.
+inline bool SameBacking(const Region& a, const Region& b) {
+  return &a == &b || (a.mapping.backing().ino != 0 && a.mapping.backing() == b.mapping.backing());
+}
+
+// True when [a_off, a_off + len_a) of region a and [b_off, b_off + len_b) of region b are the
+// same bytes somewhere. REQUIRES: both ranges inside their regions (so no sum overflows).
+inline bool RangesAlias(const Region& a, std::uint64_t a_off, std::uint64_t a_len,
+                        const Region& b, std::uint64_t b_off, std::uint64_t b_len) {
+  return a_len != 0 && b_len != 0 && SameBacking(a, b) && a_off < b_off + b_len &&
+         b_off < a_off + a_len;
+}
 
 // Thread-safety: the control thread inserts and removes under the writer lock; pollers hold the
 // reader lock across a batch, so a region cannot disappear while a descriptor that names it runs.

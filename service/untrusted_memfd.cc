@@ -13,7 +13,7 @@
 
 namespace pinring::ringd {
 
-absl::StatusOr<Mapping> MapUntrustedMemfd(int fd, std::uint64_t size, SizeRule rule, int prot,
+absl::StatusOr<ClientMapping> MapUntrustedMemfd(int fd, std::uint64_t size, SizeRule rule, int prot,
                                           absl::string_view what) {
   if (size == 0) return absl::InvalidArgumentError(absl::StrCat(what, ": size 0"));
   // Seals first: without F_SEAL_SHRINK the client could ftruncate() the file after ringd checked
@@ -43,7 +43,21 @@ absl::StatusOr<Mapping> MapUntrustedMemfd(int fd, std::uint64_t size, SizeRule r
   if (size > SIZE_MAX) return absl::InvalidArgumentError(absl::StrCat(what, ": size too large"));
   void* p = mmap(nullptr, static_cast<std::size_t>(size), prot, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) return pinring::LastErrnoStatus(absl::StrCat("mmap(", what, ")"));
-  return Mapping(p, static_cast<std::size_t>(size));
+  Mapping m(p, static_cast<std::size_t>(size));
+  // st_blksize is the page size of the file's mapping (the huge page size on hugetlbfs): the
+  // fault handler replaces whole pages.
+  const std::size_t page = st.st_blksize > 0 ? static_cast<std::size_t>(st.st_blksize) : 4096;
+  PINRING_ASSIGN_OR_RETURN(FaultGuard guard, FaultGuard::Watch(p, m.size(), page));
+  return ClientMapping(std::move(m), BackingId{st.st_dev, st.st_ino}, page, std::move(guard));
+}
+
+ClientMapping::~ClientMapping() {
+  // After a fault the handler mapped anonymous memory over whole pages; a size that is not a
+  // multiple of the page leaves a tail past size() that Mapping's munmap would not cover.
+  if (mapping_.addr() != nullptr && guard_.faulted() && page_ != 0) {
+    const std::size_t rounded = (mapping_.size() + page_ - 1) / page_ * page_;
+    if (rounded > mapping_.size()) munmap(mapping_.bytes() + mapping_.size(), rounded - mapping_.size());
+  }
 }
 
 absl::Status CheckIsEventfd(int fd, absl::string_view what) {

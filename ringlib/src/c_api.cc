@@ -40,6 +40,8 @@ static_assert(offsetof(pinring_completion, result) == offsetof(pinring::Completi
 static_assert(offsetof(pinring_completion, status) == offsetof(pinring::Completion, status));
 static_assert(PINRING_CS_SHUTTING_DOWN ==
               static_cast<int>(pinring::CompletionStatus::kShuttingDown));
+static_assert(PINRING_CS_REGION_FAULT ==
+              static_cast<int>(pinring::CompletionStatus::kRegionFault));
 static_assert(PINRING_FORK_SHARED == static_cast<int>(pinring::ForkMode::kShared));
 static_assert(PINRING_DOORBELL_ADAPTIVE == static_cast<int>(pinring::wire::DoorbellMode::kAdaptive));
 static_assert(PINRING_WAIT_BLOCK == static_cast<int>(pinring::wire::CompletionWait::kBlock));

@@ -114,6 +114,10 @@ absl::Status Queue::KnownHealth() const {
     case QueueError::kCqIndexCorrupt:
       return absl::InternalError(absl::StrCat("ringd stopped serving queue ", queue_id_,
                                               ": the completion ring indices are corrupt"));
+    case QueueError::kQueueMemoryFault:
+      return absl::DataLossError(absl::StrCat(
+          "ringd stopped serving queue ", queue_id_,
+          ": the queue memfd lost pages ringd could not fault back in (a hole punched into it?)"));
     default:
       return absl::InternalError(absl::StrCat("ringd stopped serving queue ", queue_id_,
                                               " (queue_error ", static_cast<std::uint32_t>(err),

@@ -112,8 +112,12 @@ enum class CompletionStatus : std::int32_t {
   kOverlap = 8,         // COPY whose source and destination overlap in the same region
   kDeviceError = 9,     // the backend failed (e.g. a verbs work completion error)
   kShuttingDown = 10,   // ringd is stopping; the descriptor was not executed
+  // The region's memory could not be read or written: its memfd lost pages the kernel could not
+  // give back (a hole punched into an MFD_HUGETLB memfd with no free huge page, or a memory
+  // error). The region is unusable from now on: deregister it.
+  kRegionFault = 11,
 };
-inline constexpr std::int32_t kCompletionStatusCount = 11;
+inline constexpr std::int32_t kCompletionStatusCount = 12;
 
 // Human-readable name of a status, for logs and examples ("ok", "bad-opcode", ...).
 constexpr const char* CompletionStatusName(CompletionStatus s) {
@@ -129,6 +133,7 @@ constexpr const char* CompletionStatusName(CompletionStatus s) {
     case CompletionStatus::kOverlap: return "overlap";
     case CompletionStatus::kDeviceError: return "device-error";
     case CompletionStatus::kShuttingDown: return "shutting-down";
+    case CompletionStatus::kRegionFault: return "region-fault";
   }
   return "unknown-status";
 }
@@ -158,6 +163,9 @@ enum class QueueError : std::uint32_t {
   kSqIndexCorrupt = 1,  // sq_tail - sq_head > sq_entries: the client broke the protocol
   kCqIndexCorrupt = 2,  // cq_tail - cq_head > cq_entries
   kDaemonStopping = 3,
+  // The queue memfd lost pages ringd could not fault back in (see kRegionFault): ringd stopped
+  // reading and writing it.
+  kQueueMemoryFault = 4,
 };
 
 struct QueueLayout {
