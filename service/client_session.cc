@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "pinring/fork_mode.h"
 #include "pinring/ring_format.h"
@@ -20,17 +22,71 @@ namespace pinring::ringd {
 
 using wire::MessageType;
 
-ClientSession::ClientSession(std::uint64_t id, UniqueFd socket, PeerCred cred,
-                             const Config& config, Backend* backend, QueueScheduler* scheduler)
+namespace {
+
+// A memfd holding `text`, sealed against every change, for a reply too large for a datagram.
+absl::StatusOr<int> MakeSealedTextMemfd(const std::string& text) {
+  UniqueFd fd(memfd_create("pinring-stats", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd.valid()) return pinring::LastErrnoStatus("memfd_create(stats)");
+  std::size_t off = 0;
+  while (off < text.size()) {
+    const ssize_t n = pwrite(fd.get(), text.data() + off, text.size() - off, static_cast<off_t>(off));
+    if (n <= 0) return pinring::LastErrnoStatus("write(stats memfd)");
+    off += static_cast<std::size_t>(n);
+  }
+  if (fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    return pinring::LastErrnoStatus("fcntl(F_ADD_SEALS, stats memfd)");
+  }
+  return fd.release();
+}
+
+std::int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+ClientSession::ClientSession(std::uint64_t id, UniqueFd socket, PeerCred cred, bool admin,
+                             absl::Status refusal, const Config& config, Backend* backend,
+                             QueueScheduler* scheduler, TenantTable* tenants)
     : id_(id),
       socket_(std::move(socket)),
       cred_(cred),
+      admin_(admin),
+      refusal_(std::move(refusal)),
+      accepted_ns_(NowNs()),
       config_(config),
       backend_(backend),
       scheduler_(scheduler),
+      tenants_(tenants),
+      connection_charged_(refusal_.ok()),
       regions_(config.limits.max_regions) {}
 
 ClientSession::~ClientSession() { Teardown(); }
+
+bool ClientSession::SendWithFd(const void* data, std::size_t len, int fd) {
+  if (send_failed_) return false;
+  iovec iov{const_cast<void*>(data), len};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  // As Send: never blocks, never raises SIGPIPE.
+  if (sendmsg(socket_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL) != static_cast<ssize_t>(len)) {
+    send_failed_ = true;
+    return false;
+  }
+  return true;
+}
 
 bool ClientSession::Send(const void* data, std::size_t len) {
   if (send_failed_) return false;
@@ -76,12 +132,13 @@ bool ClientSession::OnReadable() {
     }
     if (n == 0) return false;  // orderly shutdown by the peer
     if ((msg.msg_flags & MSG_TRUNC) != 0) {
-      RINGD_LOG(kWarning, "client ", id_, " (pid ", cred_.pid, "): oversized datagram; disconnecting");
+      RINGD_LOG_LIMITED(kWarning, "client ", id_, " (pid ", cred_.pid,
+                        "): oversized datagram; disconnecting");
       return false;
     }
     if ((msg.msg_flags & MSG_CTRUNC) != 0) {
-      RINGD_LOG(kWarning, "client ", id_, " (pid ", cred_.pid,
-                "): more fds than any message carries (MSG_CTRUNC); disconnecting");
+      RINGD_LOG_LIMITED(kWarning, "client ", id_, " (pid ", cred_.pid,
+                        "): more fds than any message carries (MSG_CTRUNC); disconnecting");
       return false;
     }
     const std::span<const std::byte> datagram(buf, static_cast<std::size_t>(n));
@@ -89,8 +146,8 @@ bool ClientSession::OnReadable() {
     if (!h.ok()) {
       // Framing errors: we cannot even tell which reply the peer expects. Disconnect; ringd and
       // every other client carry on.
-      RINGD_LOG(kWarning, "client ", id_, " (pid ", cred_.pid, "): ", h.status().message(),
-                "; disconnecting");
+      RINGD_LOG_LIMITED(kWarning, "client ", id_, " (pid ", cred_.pid, "): ",
+                        h.status().message(), "; disconnecting");
       return false;
     }
     Dispatch(*h, datagram, fds);
@@ -101,7 +158,18 @@ bool ClientSession::OnReadable() {
 void ClientSession::Dispatch(const wire::MessageHeader& h, std::span<const std::byte> datagram,
                              std::vector<UniqueFd>& fds) {
   const auto type = static_cast<MessageType>(h.type);
-  if (!hello_done_ && type != MessageType::kHello && type != MessageType::kStatsRequest) {
+  if (!refusal_.ok()) {
+    // Over a limit (TenantTable): the answer to its Hello says which, then the connection
+    // closes. Anything else gets no answer.
+    if (type == MessageType::kHello) {
+      wire::HelloReply r{};
+      r.status = wire::ToReplyStatus(refusal_);
+      Reply(MessageType::kHelloReply, h.seq, r);
+    }
+    send_failed_ = true;  // disconnect after this datagram
+    return;
+  }
+  if (!hello_done_ && type != MessageType::kHello) {
     const absl::Status s = absl::FailedPreconditionError("send Hello first");
     switch (type) {
       case MessageType::kCreateQueue: {
@@ -160,31 +228,54 @@ void ClientSession::Dispatch(const wire::MessageHeader& h, std::span<const std::
       Reply(MessageType::kDeregisterRegionReply, h.seq, r);
       return;
     }
-    case MessageType::kStatsRequest: {
-      const std::string json = scheduler_->StatsJson();
-      const std::size_t max_text = wire::kMaxMessageSize - wire::kStatsReplyFixedSize;
-      std::vector<std::byte> out(wire::kStatsReplyFixedSize + std::min(json.size(), max_text));
-      wire::MessageHeader mh{wire::kMagic, wire::kVersion,
-                             static_cast<std::uint16_t>(MessageType::kStatsReply),
-                             static_cast<std::uint32_t>(out.size()), h.seq};
-      wire::ReplyStatus st = wire::ToReplyStatus(
-          json.size() > max_text
-              ? absl::ResourceExhaustedError("stats JSON truncated to the message size limit")
-              : absl::OkStatus());
-      std::memcpy(out.data(), &mh, sizeof mh);
-      std::memcpy(out.data() + sizeof mh, &st, sizeof st);
-      std::memcpy(out.data() + wire::kStatsReplyFixedSize, json.data(),
-                  out.size() - wire::kStatsReplyFixedSize);
-      Send(out.data(), out.size());
+    case MessageType::kStatsRequest:
+      // The stats policy (ringd(8)): nothing before Hello; an admin peer sees everything, any
+      // other peer only its own uid's clients.
+      SendStats(h.seq, hello_done_ ? absl::OkStatus()
+                                   : absl::FailedPreconditionError(
+                                         "send Hello first: ringd answers StatsRequest only "
+                                         "after the handshake"));
       return;
-    }
     default:
       // Reply types and ShutdownNotice are ringd -> client only.
-      RINGD_LOG(kWarning, "client ", id_, ": sent message type ", h.type,
-                " that only ringd sends; disconnecting");
+      RINGD_LOG_LIMITED(kWarning, "client ", id_, ": sent message type ", h.type,
+                        " that only ringd sends; disconnecting");
       send_failed_ = true;
       return;
   }
+}
+
+void ClientSession::SendStats(std::uint32_t seq, const absl::Status& refused) {
+  const std::string json = refused.ok() ? scheduler_->StatsJson(admin_, cred_.uid) : "";
+  const std::size_t max_text = wire::kMaxMessageSize - wire::kStatsReplyFixedSize;
+  if (json.size() > max_text) {
+    // Too large for one datagram (many clients): the text goes in a sealed memfd instead, so
+    // ringctl works at any connection count.
+    wire::StatsReplyMemfd r{};
+    r.status = wire::ToReplyStatus(absl::OkStatus());
+    r.size = json.size();
+    auto fd = MakeSealedTextMemfd(json);
+    if (!fd.ok()) {
+      r.status = wire::ToReplyStatus(fd.status());
+      r.size = 0;
+      auto m = wire::MakeMessage(MessageType::kStatsReply, seq, r.status);
+      Send(&m, sizeof m);
+      return;
+    }
+    UniqueFd owned(*fd);
+    auto m = wire::MakeMessage(MessageType::kStatsReplyMemfd, seq, r);
+    SendWithFd(&m, sizeof m, owned.get());
+    return;
+  }
+  std::vector<std::byte> out(wire::kStatsReplyFixedSize + json.size());
+  wire::MessageHeader mh{wire::kMagic, wire::kVersion,
+                         static_cast<std::uint16_t>(MessageType::kStatsReply),
+                         static_cast<std::uint32_t>(out.size()), seq};
+  const wire::ReplyStatus st = wire::ToReplyStatus(refused);
+  std::memcpy(out.data(), &mh, sizeof mh);
+  std::memcpy(out.data() + sizeof mh, &st, sizeof st);
+  std::memcpy(out.data() + wire::kStatsReplyFixedSize, json.data(), json.size());
+  Send(out.data(), out.size());
 }
 
 absl::Status ClientSession::HandleHello(const wire::Hello& m, wire::HelloReply& reply) {
@@ -210,8 +301,8 @@ absl::Status ClientSession::HandleHello(const wire::Hello& m, wire::HelloReply& 
   }
   wire::SetText(reply.backend, backend_->name());
   wire::SetText(reply.device, backend_->device());
-  RINGD_LOG(kInfo, "client ", id_, " hello: pid ", cred_.pid, " uid ", cred_.uid, " name '",
-            name_, "'");
+  RINGD_LOG_LIMITED(kInfo, "client ", id_, " hello: pid ", cred_.pid, " uid ", cred_.uid,
+                    " name '", name_, "'");
   return absl::OkStatus();
 }
 
@@ -258,13 +349,28 @@ absl::StatusOr<std::uint32_t> ClientSession::HandleCreateQueue(const wire::Creat
   // ringd's own layout; the client's header must agree with it byte for byte.
   const QueueLayout layout = ComputeQueueLayout(m.sq_entries, m.cq_entries);
   PINRING_RETURN_IF_ERROR(CheckPinBudget(layout.total_size, "the queue"));
+  // Limits across this uid's connections and the whole daemon; released by any failure below.
+  PINRING_RETURN_IF_ERROR(tenants_->ChargeQueue(cred_.uid));
+  if (absl::Status s = tenants_->ChargeBytes(cred_.uid, layout.total_size, "the queue"); !s.ok()) {
+    tenants_->ReleaseQueue(cred_.uid);
+    return s;
+  }
+  auto charged = absl::MakeCleanup([&] {
+    tenants_->ReleaseQueue(cred_.uid);
+    tenants_->ReleaseBytes(cred_.uid, layout.total_size);
+  });
   PINRING_RETURN_IF_ERROR(CheckIsEventfd(fds[1].get(), "doorbell fd"));
   PINRING_RETURN_IF_ERROR(CheckIsEventfd(fds[2].get(), "completion fd"));
-  PINRING_ASSIGN_OR_RETURN(Mapping mapping,
+  PINRING_ASSIGN_OR_RETURN(ClientMapping mapping,
                            MapUntrustedMemfd(fds[0].get(), layout.total_size, SizeRule::kExact,
                                              PROT_READ | PROT_WRITE, "queue memfd"));
+  fds[0].reset();  // the mapping keeps the memory; one fd fewer per queue (LimitNOFILE)
   QueueLayout theirs;
   std::memcpy(&theirs, mapping.addr(), sizeof theirs);  // read once, never again
+  if (mapping.faulted()) {
+    return absl::DataLossError("queue memfd: its first page could not be read (a hole punched "
+                               "into a hugetlb memfd with no free huge page?)");
+  }
   if (std::memcmp(&theirs, &layout, sizeof layout) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "queue header layout disagrees with ringd's ComputeQueueLayout(", m.sq_entries, ", ",
@@ -280,9 +386,10 @@ absl::StatusOr<std::uint32_t> ClientSession::HandleCreateQueue(const wire::Creat
   p.doorbell = static_cast<wire::DoorbellMode>(m.doorbell_mode);
   p.completion_wait = static_cast<wire::CompletionWait>(m.completion_wait);
   p.adaptive_poll_us = m.adaptive_poll_us != 0 ? m.adaptive_poll_us : config_.adaptive_poll_us;
-  auto q = std::make_unique<QueueServer>(p, std::move(fds[0]), std::move(mapping), std::move(reg),
-                                         std::move(fds[1]), std::move(fds[2]), &regions_, backend_,
-                                         &counters_);
+  p.budget_bytes = config_.serve_budget_bytes;
+  auto q = std::make_unique<QueueServer>(p, std::move(mapping), std::move(reg), std::move(fds[1]),
+                                         std::move(fds[2]), &regions_, backend_, &counters_);
+  std::move(charged).Cancel();  // the queue holds the charges now; Destroy/Teardown release them
   pinned_bytes_ += layout.total_size;
   Counters::Add(counters_.queues_created);
   QueueServer* raw = q.get();
@@ -297,6 +404,8 @@ absl::Status ClientSession::HandleDestroyQueue(const wire::DestroyQueue& m) {
   if (it == queues_.end()) return absl::NotFoundError(absl::StrCat("no queue ", m.queue_id));
   scheduler_->Detach(*this, it->second.get());
   pinned_bytes_ -= it->second->ring_bytes();
+  tenants_->ReleaseQueue(cred_.uid);
+  tenants_->ReleaseBytes(cred_.uid, it->second->ring_bytes());
   queues_.erase(it);
   return absl::OkStatus();
 }
@@ -330,6 +439,8 @@ absl::StatusOr<std::uint32_t> ClientSession::HandleRegisterRegion(const wire::Re
         "region limit reached (", config_.limits.max_regions,
         "): deregister one, or raise ringd --max_regions"));
   }
+  PINRING_RETURN_IF_ERROR(tenants_->ChargeBytes(cred_.uid, m.size, "the region"));
+  auto charged = absl::MakeCleanup([&] { tenants_->ReleaseBytes(cred_.uid, m.size); });
   auto r = std::make_unique<Region>();
   r->size = m.size;
   r->fork_mode = mode;
@@ -348,7 +459,7 @@ absl::StatusOr<std::uint32_t> ClientSession::HandleRegisterRegion(const wire::Re
   if (!mapped.ok()) return mapped.status();
   r->mapping = std::move(*mapped);
   r->base = r->mapping.bytes();
-  r->fd = std::move(fds[0]);
+  fds[0].reset();  // the mapping keeps the memory (and BackingId its identity)
   if (mode == ForkMode::kDontFork &&
       madvise(r->mapping.addr(), r->mapping.size(), MADV_DONTFORK) != 0) {
     return pinring::LastErrnoStatus("madvise(MADV_DONTFORK) on the region");
@@ -357,6 +468,7 @@ absl::StatusOr<std::uint32_t> ClientSession::HandleRegisterRegion(const wire::Re
                            backend_->Register(r->mapping.addr(), r->mapping.size(),
                                               r->device_writable));
   PINRING_ASSIGN_OR_RETURN(std::uint32_t handle, regions_.Insert(std::move(r)));
+  std::move(charged).Cancel();  // released by Deregister/Teardown
   pinned_bytes_ += m.size;
   Counters::Add(counters_.registrations);
   return handle;
@@ -367,6 +479,7 @@ absl::Status ClientSession::HandleDeregisterRegion(const wire::DeregisterRegion&
   // Remove takes the table's writer lock: it waits for any poller batch using the region.
   PINRING_ASSIGN_OR_RETURN(std::unique_ptr<Region> r, regions_.Remove(m.handle));
   pinned_bytes_ -= r->size;
+  tenants_->ReleaseBytes(cred_.uid, r->size);
   Counters::Add(counters_.deregistrations);
   return absl::OkStatus();  // r: unpinned, unmapped, closed here
 }
@@ -376,15 +489,16 @@ QueueServer* ClientSession::FindQueue(std::uint32_t queue_id) {
   return it == queues_.end() ? nullptr : it->second.get();
 }
 
-bool ClientSession::DrainQueue(std::uint32_t queue_id) {
+ServeState ClientSession::ServePass(std::uint32_t queue_id) {
   QueueServer* q = FindQueue(queue_id);
-  if (q == nullptr) return true;
-  // Bounded (64 batches of at most QueueServer::kMaxBatch): a client that keeps submitting cannot
-  // keep the event loop to itself.
-  for (int i = 0; i < 64; ++i) {
-    if (q->ServeOnce() == 0) return !q->HasSubmissions() || q->stopped();
-  }
-  return false;
+  if (q == nullptr) return ServeState::kIdle;
+  // One budgeted ServeOnce: the event loop comes back after every other ready queue and its own
+  // control-plane work had their turn.
+  const std::uint32_t n = q->ServeOnce();
+  if (q->stopped()) return ServeState::kIdle;
+  if (q->busy()) return ServeState::kMore;
+  if (!q->HasSubmissions()) return ServeState::kIdle;
+  return n > 0 ? ServeState::kMore : ServeState::kCqFull;
 }
 
 void ClientSession::NotifyShutdown(absl::string_view reason) {
@@ -401,11 +515,19 @@ void ClientSession::Teardown() {
   if (torn_down_) return;
   torn_down_ = true;
   // Queues first: once detached no poller reads the region table on their behalf.
-  for (auto& [id, q] : queues_) scheduler_->Detach(*this, q.get());
+  for (auto& [id, q] : queues_) {
+    scheduler_->Detach(*this, q.get());
+    tenants_->ReleaseQueue(cred_.uid);
+  }
   queues_.clear();
   std::vector<std::unique_ptr<Region>> regions = regions_.RemoveAll();
-  regions.clear();  // each: ibv_dereg_mr, munmap, close
+  regions.clear();  // each: ibv_dereg_mr, munmap
+  tenants_->ReleaseBytes(cred_.uid, pinned_bytes_);
   pinned_bytes_ = 0;
+  if (connection_charged_) {
+    tenants_->ReleaseConnection(cred_.uid);
+    connection_charged_ = false;
+  }
 }
 
 nlohmann::json ClientSession::ToJson() const {

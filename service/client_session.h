@@ -21,6 +21,7 @@
 #include "service/counters.h"
 #include "service/queue_server.h"
 #include "service/region_table.h"
+#include "service/tenant_table.h"
 #include "service/unique_fd.h"
 
 namespace pinring::ringd {
@@ -35,7 +36,8 @@ class QueueScheduler {
   virtual void Attach(ClientSession& c, QueueServer* q) = 0;
   // Stops serving `q`; when it returns no thread touches q any more.
   virtual void Detach(ClientSession& c, QueueServer* q) = 0;
-  virtual std::string StatsJson() = 0;
+  // Stats as JSON for a peer: everything for an admin, else only clients of `uid`.
+  virtual std::string StatsJson(bool admin, uid_t uid) = 0;
 };
 
 struct PeerCred {
@@ -44,10 +46,22 @@ struct PeerCred {
   gid_t gid = 0;
 };
 
+// What ServePass found.
+enum class ServeState {
+  kIdle,    // nothing left to do until the doorbell rings
+  kMore,    // more work ready (or a large descriptor part-way): serve again next round
+  kCqFull,  // submissions wait, but the client has not reaped: retry later
+};
+
 class ClientSession {
  public:
-  ClientSession(std::uint64_t id, UniqueFd socket, PeerCred cred, const Config& config,
-                Backend* backend, QueueScheduler* scheduler);
+  // `admin`: root, ringd's uid or --admin_group (full stats, admin connection reserve).
+  // `refusal`: not OK when the connection is over a limit: its Hello is answered with this
+  // status and the connection closed. `tenants` outlives the session; the session releases what
+  // it charged there.
+  ClientSession(std::uint64_t id, UniqueFd socket, PeerCred cred, bool admin,
+                absl::Status refusal, const Config& config, Backend* backend,
+                QueueScheduler* scheduler, TenantTable* tenants);
   // REQUIRES: Teardown() was called.
   ~ClientSession();
 
@@ -63,9 +77,9 @@ class ClientSession {
   // queue_error = kDaemonStopping and its completion eventfd signalled; then a ShutdownNotice.
   void NotifyShutdown(absl::string_view reason);
 
-  // Serves an eventfd-mode queue after its doorbell rang. Returns false if the CQ filled up before
-  // the SQ drained (the caller retries later).
-  bool DrainQueue(std::uint32_t queue_id);
+  // One budgeted serving pass of an eventfd-mode queue (the event loop interleaves the ready
+  // queues of every client this way).
+  ServeState ServePass(std::uint32_t queue_id);
   QueueServer* FindQueue(std::uint32_t queue_id);
 
   nlohmann::json ToJson() const;
@@ -75,6 +89,10 @@ class ClientSession {
   int socket_fd() const { return socket_.get(); }
   const PeerCred& cred() const { return cred_; }
   std::uint64_t pinned_bytes() const { return pinned_bytes_; }
+  bool hello_done() const { return hello_done_; }
+  bool admin() const { return admin_; }
+  bool refused() const { return !refusal_.ok(); }
+  std::int64_t accepted_ns() const { return accepted_ns_; }
 
  private:
   // One request; the reply is built by the handler. Errors become the reply's status.
@@ -88,9 +106,12 @@ class ClientSession {
                                                      std::vector<UniqueFd>& fds);
   absl::Status HandleDeregisterRegion(const wire::DeregisterRegion& m);
   absl::Status CheckPinBudget(std::uint64_t more, absl::string_view what) const;
+  void SendStats(std::uint32_t seq, const absl::Status& refused);
 
   // Sends one datagram without blocking. False when the client cannot take it.
   bool Send(const void* data, std::size_t len);
+  // The same, carrying `fd` as SCM_RIGHTS (the caller keeps its copy).
+  bool SendWithFd(const void* data, std::size_t len, int fd);
   template <typename Body>
   bool Reply(wire::MessageType type, std::uint32_t seq, const Body& body) {
     auto m = wire::MakeMessage(type, seq, body);
@@ -100,9 +121,14 @@ class ClientSession {
   const std::uint64_t id_;
   UniqueFd socket_;
   const PeerCred cred_;
+  const bool admin_;
+  const absl::Status refusal_;
+  const std::int64_t accepted_ns_;
   const Config& config_;
   Backend* backend_;
   QueueScheduler* scheduler_;
+  TenantTable* tenants_;
+  bool connection_charged_ = false;
   bool hello_done_ = false;
   bool send_failed_ = false;
   bool torn_down_ = false;

@@ -1,5 +1,7 @@
 #include "service/config.h"
 
+#include <algorithm>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "pinring/ring_format.h"
@@ -15,6 +17,27 @@ wire::Limits ClientLimits::ToWire() const {
   l.max_pinned_bytes = max_pinned_bytes;
   l.max_region_bytes = max_region_bytes;
   return l;
+}
+
+std::uint64_t FdsPerConnection(const ClientLimits& l) { return 1 + 2 * std::uint64_t{l.max_queues}; }
+
+void DeriveTenantLimits(Config& c, std::uint64_t mem_bytes, std::uint64_t nofile) {
+  TenantLimits& t = c.tenants;
+  if (t.max_connections == 0) {
+    const std::uint64_t usable = nofile > kDaemonFds ? nofile - kDaemonFds : 1;
+    const std::uint64_t by_fds = usable / FdsPerConnection(c.limits);
+    t.max_connections = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(by_fds, 1, 1024));
+  }
+  if (t.max_connections_per_uid == 0) t.max_connections_per_uid = std::max(1u, t.max_connections / 2);
+  if (t.max_queues_total == 0) {
+    t.max_queues_total = static_cast<std::uint32_t>(
+        std::min<std::uint64_t>(std::uint64_t{t.max_connections} * 4, 1u << 20));
+  }
+  if (t.max_queues_per_uid == 0) t.max_queues_per_uid = std::max(1u, t.max_queues_total / 2);
+  if (t.max_registered_bytes == 0) t.max_registered_bytes = std::max<std::uint64_t>(mem_bytes / 2, 1);
+  if (t.max_registered_bytes_per_uid == 0) {
+    t.max_registered_bytes_per_uid = std::max<std::uint64_t>(mem_bytes / 4, 1);
+  }
 }
 
 absl::StatusOr<BackendKind> ParseBackendKind(absl::string_view s) {
@@ -75,6 +98,13 @@ absl::Status ValidateConfig(const Config& c) {
   if (l.max_pinned_bytes < ComputeQueueLayout(kMinRingEntries, kMinRingEntries).total_size) {
     return absl::InvalidArgumentError(
         "--max_pinned_bytes is too small to hold even the smallest queue");
+  }
+  if (c.serve_budget_bytes < 4096) {
+    return absl::InvalidArgumentError(absl::StrCat("--serve_budget_bytes=", c.serve_budget_bytes,
+                                                   ": must be >= 4096"));
+  }
+  if (c.handshake_timeout_ms == 0) {
+    return absl::InvalidArgumentError("--handshake_timeout_ms must be > 0");
   }
   return absl::OkStatus();
 }

@@ -24,6 +24,21 @@ struct ClientLimits {
   wire::Limits ToWire() const;
 };
 
+// Limits across connections (per uid and for the whole daemon). 0 in a field means "derive it
+// from the machine" (DeriveTenantLimits); each refusal names the flag that raises it.
+struct TenantLimits {
+  std::uint32_t max_connections = 0;            // --max_connections (admin peers get 4 more)
+  std::uint32_t max_connections_per_uid = 0;    // --max_connections_per_uid
+  std::uint32_t max_queues_total = 0;           // --max_queues_total
+  std::uint32_t max_queues_per_uid = 0;         // --max_queues_per_uid
+  std::uint64_t max_registered_bytes = 0;       // --max_registered_bytes (rings + regions)
+  std::uint64_t max_registered_bytes_per_uid = 0;  // --max_registered_bytes_per_uid
+};
+
+// Connections beyond --max_connections kept for admin peers (root, ringd's uid, --admin_group),
+// so ringctl works when tenants hold every ordinary slot.
+inline constexpr std::uint32_t kAdminReserveConnections = 4;
+
 enum class BackendKind { kAuto, kCpu, kVerbs };
 absl::StatusOr<BackendKind> ParseBackendKind(absl::string_view s);
 absl::string_view BackendKindName(BackendKind k);
@@ -38,6 +53,14 @@ struct Config {
   int pollers = 1;
   std::uint32_t adaptive_poll_us = 50;
   ClientLimits limits;
+  TenantLimits tenants;
+  // Peers that get full stats and the admin connection reserve: root, ringd's own uid, and
+  // members of this group (if it exists).
+  std::string admin_group = "pinring-admin";
+  // A connection that has not completed Hello after this long is closed.
+  std::uint32_t handshake_timeout_ms = 5000;
+  // Work per queue per serving pass (QueueParams::budget_bytes).
+  std::uint64_t serve_budget_bytes = 16 * 1024;
   ForkMode default_fork_mode = ForkMode::kShared;  // for ringd's registration of queue rings
   // --default_fork_mode was given: default_fork_mode is announced to clients (HelloReply) as the
   // last layer of their region default (docs/fork-modes.md).
@@ -46,6 +69,18 @@ struct Config {
 
 // InvalidArgument naming the flag for the first unacceptable value.
 absl::Status ValidateConfig(const Config& c);
+
+// Fills every 0 field of c.tenants from the machine: physical memory (registered bytes: half of
+// it globally, a quarter per uid), RLIMIT_NOFILE (connections: what the fds allow, at most 1024,
+// each connection costing 1 + 2 * --max_queues fds) and the connection limit (queues).
+// `mem_bytes` and `nofile` are the machine's figures (passed in so tests can choose them).
+void DeriveTenantLimits(Config& c, std::uint64_t mem_bytes, std::uint64_t nofile);
+
+// Fds one connection can hold at most: its socket, and per queue its doorbell and completion
+// eventfds (memfds are closed once mapped).
+std::uint64_t FdsPerConnection(const ClientLimits& l);
+// Fds ringd keeps for itself (listener, signalfd, io_uring rings, pollers, logs, the reserve).
+inline constexpr std::uint64_t kDaemonFds = 64;
 
 // "0660" -> 0660. InvalidArgument unless it is octal and <= 07777.
 absl::StatusOr<std::uint32_t> ParseOctalMode(absl::string_view s);

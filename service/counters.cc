@@ -14,6 +14,10 @@ CountersSnapshot& CountersSnapshot::operator+=(const CountersSnapshot& o) {
   deregistrations += o.deregistrations;
   queues_created += o.queues_created;
   queue_errors += o.queue_errors;
+  fences += o.fences;
+  chunks += o.chunks;
+  wakes_dropped += o.wakes_dropped;
+  memory_faults += o.memory_faults;
   return *this;
 }
 
@@ -31,6 +35,10 @@ nlohmann::json CountersSnapshot::ToJson() const {
   j["deregistrations"] = deregistrations;
   j["queues_created"] = queues_created;
   j["queue_errors"] = queue_errors;
+  j["fences"] = fences;
+  j["chunks"] = chunks;
+  j["wakes_dropped"] = wakes_dropped;
+  j["memory_faults"] = memory_faults;
   return j;
 }
 
@@ -47,6 +55,10 @@ CountersSnapshot Counters::Snapshot() const {
   s.deregistrations = deregistrations.load(std::memory_order_relaxed);
   s.queues_created = queues_created.load(std::memory_order_relaxed);
   s.queue_errors = queue_errors.load(std::memory_order_relaxed);
+  s.fences = fences.load(std::memory_order_relaxed);
+  s.chunks = chunks.load(std::memory_order_relaxed);
+  s.wakes_dropped = wakes_dropped.load(std::memory_order_relaxed);
+  s.memory_faults = memory_faults.load(std::memory_order_relaxed);
   return s;
 }
 

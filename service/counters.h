@@ -20,7 +20,11 @@ struct CountersSnapshot {
   std::uint64_t registrations = 0;
   std::uint64_t deregistrations = 0;
   std::uint64_t queues_created = 0;
-  std::uint64_t queue_errors = 0;        // queues stopped for a corrupt index
+  std::uint64_t queue_errors = 0;        // queues stopped for a corrupt index or a memory fault
+  std::uint64_t fences = 0;              // fenced descriptors that waited for earlier ones
+  std::uint64_t chunks = 0;              // budgeted slices of large descriptors (tenant fairness)
+  std::uint64_t wakes_dropped = 0;       // completion wakes the client's saturated eventfd refused
+  std::uint64_t memory_faults = 0;       // descriptors/queues failed by a SIGBUS ringd absorbed
 
   CountersSnapshot& operator+=(const CountersSnapshot& o);
   nlohmann::json ToJson() const;
@@ -36,6 +40,10 @@ struct Counters {
   std::atomic<std::uint64_t> deregistrations{0};
   std::atomic<std::uint64_t> queues_created{0};
   std::atomic<std::uint64_t> queue_errors{0};
+  std::atomic<std::uint64_t> fences{0};
+  std::atomic<std::uint64_t> chunks{0};
+  std::atomic<std::uint64_t> wakes_dropped{0};
+  std::atomic<std::uint64_t> memory_faults{0};
 
   // Relaxed increment: a statistic, not a synchronisation point.
   static void Add(std::atomic<std::uint64_t>& c, std::uint64_t v = 1) {

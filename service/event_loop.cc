@@ -1,7 +1,10 @@
 #include "service/event_loop.h"
 
+#include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
@@ -15,12 +18,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "pinring/status.h"
+#include "service/fault_guard.h"
 #include "service/log.h"
 
 namespace pinring::ringd {
 namespace {
 
-enum OpKind { kListen, kSignal, kTimer, kClient, kDoorbell };
+enum OpKind { kListen, kSignal, kTimer, kClient, kDoorbell, kWaker };
 constexpr std::uint64_t kCancelUserData = 0;  // CQEs of cancel requests carry no op
 constexpr unsigned kRingEntries = 256;
 
@@ -43,7 +47,10 @@ struct EventLoop::PendingOp {
 
 EventLoop::EventLoop(const Config& config, std::unique_ptr<Backend> backend,
                      ListenSocket listener)
-    : config_(config), backend_(std::move(backend)), listener_(std::move(listener)) {}
+    : config_(config),
+      backend_(std::move(backend)),
+      listener_(std::move(listener)),
+      tenants_(config.tenants) {}
 
 absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create(const Config& config,
                                                              std::unique_ptr<Backend> backend,
@@ -73,7 +80,18 @@ absl::Status EventLoop::Init() {
     PINRING_RETURN_IF_ERROR(p->Start());
     pollers_.push_back(std::move(p));
   }
+  PINRING_ASSIGN_OR_RETURN(waker_, CompletionWaker::Create());
+  PINRING_RETURN_IF_ERROR(FaultGuard::InstallHandler());
+  reserve_fd_.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!config_.admin_group.empty()) {
+    // Looked up once: a group created later needs a restart (documented in ringd(8)).
+    if (const group* g = getgrnam(config_.admin_group.c_str()); g != nullptr) {
+      admin_gid_ = g->gr_gid;
+      admin_gid_valid_ = true;
+    }
+  }
   ArmListen();
+  if (waker_->fd() >= 0) ArmWaker();
   ArmSignal();
   ArmTimer();
   return absl::OkStatus();
@@ -150,6 +168,14 @@ void EventLoop::ArmDoorbell(ClientSession& c, QueueServer& q) {
   doorbell_ops_[&q] = op;
 }
 
+void EventLoop::ArmWaker() {
+  // The waker's own io_uring (kernels without RWF_NOWAIT on eventfds): reap its finished writes
+  // whenever it has completions.
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_poll_add(sqe, waker_->fd(), POLLIN);
+  io_uring_sqe_set_data(sqe, NewOp(kWaker));
+}
+
 void EventLoop::CancelOp(PendingOp*& op) {
   if (op == nullptr) return;
   io_uring_sqe* sqe = GetSqe();
@@ -160,9 +186,10 @@ void EventLoop::CancelOp(PendingOp*& op) {
 
 void EventLoop::Attach(ClientSession& c, QueueServer* q) {
   if (q->params().doorbell == wire::DoorbellMode::kEventfd) {
+    q->SetWaker(waker_.get());
     ArmDoorbell(c, *q);
-    // Anything submitted before the read was armed: serve it now.
-    if (!c.DrainQueue(q->params().id)) backlog_.insert({c.id(), q->params().id});
+    // Anything submitted before the read was armed: serve it in the next round.
+    MarkReady(c.id(), q->params().id);
     return;
   }
   // Least-loaded poller.
@@ -180,9 +207,39 @@ void EventLoop::Detach(ClientSession& c, QueueServer* q) {
     doorbell_ops_.erase(it);
   }
   backlog_.erase({c.id(), q->params().id});
+  ready_set_.erase({c.id(), q->params().id});  // its ready_ entry is skipped when reached
   if (auto it = queue_poller_.find(q); it != queue_poller_.end()) {
     it->second->Remove(q);  // returns once the poller no longer touches q
     queue_poller_.erase(it);
+  }
+  // Whatever still signals it from now on (Stop at shutdown) runs on this thread.
+  q->SetWaker(waker_.get());
+}
+
+void EventLoop::MarkReady(std::uint64_t client_id, std::uint32_t queue_id) {
+  if (ready_set_.insert({client_id, queue_id}).second) ready_.emplace_back(client_id, queue_id);
+}
+
+void EventLoop::ServeReady() {
+  // One round: each queue ready now gets one budgeted pass; those with more work go to the back
+  // of the next round, after the control plane's completions have been handled.
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> round;
+  round.swap(ready_);
+  for (const auto& key : round) {
+    if (ready_set_.erase(key) == 0) continue;  // detached meanwhile
+    auto it = clients_.find(key.first);
+    if (it == clients_.end()) continue;
+    switch (it->second->ServePass(key.second)) {
+      case ServeState::kIdle:
+        break;
+      case ServeState::kMore:
+        MarkReady(key.first, key.second);
+        break;
+      case ServeState::kCqFull:
+        backlog_.insert(key);  // the timer retries: the client may reap meanwhile
+        break;
+    }
+    if (stopping_) return;
   }
 }
 
@@ -197,8 +254,13 @@ int EventLoop::Run() {
   while (!stopping_) {
     io_uring_submit(&ring_);
     io_uring_cqe* cqe = nullptr;
-    int rc = io_uring_wait_cqe(&ring_, &cqe);
+    // With eventfd queues ready, only look for completions; otherwise sleep until one arrives.
+    int rc = ready_.empty() ? io_uring_wait_cqe(&ring_, &cqe) : io_uring_peek_cqe(&ring_, &cqe);
     if (rc == -EINTR) continue;
+    if (rc == -EAGAIN && !ready_.empty()) {
+      ServeReady();
+      continue;
+    }
     if (rc < 0) {
       RINGD_LOG(kError, "io_uring_wait_cqe: ", std::strerror(-rc));
       break;
@@ -220,6 +282,7 @@ int EventLoop::Run() {
       delete op;
       if (stopping_) break;
     }
+    if (!stopping_ && !ready_.empty()) ServeReady();
   }
   Shutdown();
   return 0;
@@ -230,8 +293,12 @@ void EventLoop::OnCompletion(PendingOp* op, int res) {
     case kListen:
       if (!stopping_) {
         OnAccept();
-        ArmListen();
+        if (!listen_paused_) ArmListen();  // paused at EMFILE: the timer re-arms it
       }
+      return;
+    case kWaker:
+      waker_->Reap();
+      if (!stopping_) ArmWaker();
       return;
     case kSignal:
       OnSignal(op, res);
@@ -263,25 +330,45 @@ void EventLoop::OnCompletion(PendingOp* op, int res) {
       if (dit == doorbell_ops_.end() || dit->second != op) return;  // stale
       doorbell_ops_.erase(dit);
       if (res < 0) {
-        RINGD_LOG(kWarning, "client ", op->client, " queue ", op->queue,
-                  ": doorbell read failed: ", std::strerror(-res), "; queue no longer woken");
+        RINGD_LOG_LIMITED(kWarning, "client ", op->client, " queue ", op->queue,
+                          ": doorbell read failed: ", std::strerror(-res),
+                          "; queue no longer woken");
         return;
       }
       Counters::Add(q->counters()->doorbells);
       ArmDoorbell(*cit->second, *q);
-      OnDoorbell(op->client, op->queue);
+      MarkReady(op->client, op->queue);
       return;
     }
   }
+}
+
+bool EventLoop::IsAdmin(int fd, const PeerCred& cred) const {
+  if (cred.uid == 0 || cred.uid == geteuid()) return true;
+  if (!admin_gid_valid_) return false;
+  if (cred.gid == admin_gid_) return true;
+  // Supplementary groups of the peer, as the kernel recorded them at connect (SO_PEERGROUPS).
+  gid_t groups[256];
+  socklen_t len = sizeof groups;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0) return false;
+  for (socklen_t i = 0; i < len / sizeof(gid_t); ++i) {
+    if (groups[i] == admin_gid_) return true;
+  }
+  return false;
 }
 
 void EventLoop::OnAccept() {
   while (true) {
     UniqueFd fd(accept4(listener_.fd.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (!fd.valid()) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        RINGD_LOG(kWarning, "accept4: ", std::strerror(errno));
+      const int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      if (err == EMFILE || err == ENFILE) {
+        RefuseForLackOfFds(err);
+        return;
+      }
+      if (err != EAGAIN && err != EWOULDBLOCK) {
+        RINGD_LOG_LIMITED(kWarning, "accept4: ", std::strerror(err));
       }
       return;
     }
@@ -291,13 +378,55 @@ void EventLoop::OnAccept() {
     if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0) {
       cred = {uc.pid, uc.uid, uc.gid};
     }
+    const bool admin = IsAdmin(fd.get(), cred);
+    absl::Status admitted = tenants_.AdmitConnection(cred.uid, admin);
+    if (!admitted.ok()) {
+      RINGD_LOG_LIMITED(kWarning, "refusing a connection of pid ", cred.pid, " uid ", cred.uid,
+                        ": ", admitted.message());
+      // Kept only until its Hello is answered with the reason, and only a few at a time: a
+      // flood past the limit must not hold fds of its own.
+      if (refused_pending_ >= kAdminReserveConnections * 4) {
+        wire::ShutdownNotice n{};
+        n.reason = wire::ToReplyStatus(admitted);
+        auto m = wire::MakeMessage(wire::MessageType::kShutdownNotice, 0, n);
+        (void)send(fd.get(), &m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL);
+        continue;  // fd closes here
+      }
+      ++refused_pending_;
+    }
     const std::uint64_t id = next_client_id_++;
     ++accepted_;
-    auto session = std::make_unique<ClientSession>(id, std::move(fd), cred, config_,
-                                                   backend_.get(), this);
+    auto session = std::make_unique<ClientSession>(id, std::move(fd), cred, admin,
+                                                   std::move(admitted), config_, backend_.get(),
+                                                   this, &tenants_);
     ArmClient(*session);
     clients_.emplace(id, std::move(session));
   }
+}
+
+void EventLoop::RefuseForLackOfFds(int err) {
+  // Out of fds: the listener stays readable, so re-arming it now would spin. Use the reserve fd
+  // to take one connection off the backlog and tell it why, then stop accepting until the next
+  // timer tick (100 ms).
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  const absl::Status why = absl::ResourceExhaustedError(absl::StrCat(
+      "ringd is out of file descriptors (", std::strerror(err), ", RLIMIT_NOFILE ", rl.rlim_cur,
+      "): raise LimitNOFILE in ringd.service, or lower --max_connections"));
+  RINGD_LOG_LIMITED(kWarning, "accept4: ", why.message());
+  if (reserve_fd_.valid()) {
+    reserve_fd_.reset();
+    UniqueFd fd(accept4(listener_.fd.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (fd.valid()) {
+      wire::ShutdownNotice n{};
+      n.reason = wire::ToReplyStatus(why);
+      auto m = wire::MakeMessage(wire::MessageType::kShutdownNotice, 0, n);
+      (void)send(fd.get(), &m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    fd.reset();
+    reserve_fd_.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  }
+  listen_paused_ = true;
 }
 
 void EventLoop::OnSignal(PendingOp* op, int res) {
@@ -318,9 +447,22 @@ void EventLoop::OnSignal(PendingOp* op, int res) {
 
 void EventLoop::OnTimer() {
   // Eventfd queues that stalled on a full CQ: the client may have reaped since.
-  std::vector<std::pair<std::uint64_t, std::uint32_t>> retry(backlog_.begin(), backlog_.end());
+  for (auto [cid, qid] : backlog_) MarkReady(cid, qid);
   backlog_.clear();
-  for (auto [cid, qid] : retry) OnDoorbell(cid, qid);
+  if (listen_paused_ && !stopping_) {
+    listen_paused_ = false;
+    ArmListen();
+  }
+  // Connections that never completed Hello hold an fd and a slot: close them.
+  const std::int64_t deadline = NowNs() - std::int64_t{config_.handshake_timeout_ms} * 1'000'000;
+  std::vector<std::uint64_t> stale;
+  for (const auto& [id, c] : clients_) {
+    if (!c->hello_done() && c->accepted_ns() < deadline) stale.push_back(id);
+  }
+  for (std::uint64_t id : stale) {
+    Disconnect(id, absl::StrCat("no Hello within --handshake_timeout_ms=",
+                                config_.handshake_timeout_ms));
+  }
 }
 
 void EventLoop::OnClientReadable(std::uint64_t client_id) {
@@ -333,11 +475,6 @@ void EventLoop::OnClientReadable(std::uint64_t client_id) {
   ArmClient(*it->second);
 }
 
-void EventLoop::OnDoorbell(std::uint64_t client_id, std::uint32_t queue_id) {
-  auto it = clients_.find(client_id);
-  if (it == clients_.end()) return;
-  if (!it->second->DrainQueue(queue_id)) backlog_.insert({client_id, queue_id});
-}
 
 void EventLoop::Disconnect(std::uint64_t client_id, absl::string_view why) {
   auto it = clients_.find(client_id);
@@ -349,7 +486,8 @@ void EventLoop::Disconnect(std::uint64_t client_id, absl::string_view why) {
   }
   c.Teardown();  // detaches queues (cancelling their doorbell reads), unpins, unmaps, closes
   retired_ += c.CountersNow();
-  RINGD_LOG(kInfo, "client ", client_id, " (pid ", c.cred().pid, ") disconnected: ", why);
+  if (c.refused() && refused_pending_ > 0) --refused_pending_;
+  RINGD_LOG_LIMITED(kInfo, "client ", client_id, " (pid ", c.cred().pid, ") disconnected: ", why);
   clients_.erase(it);
 }
 
@@ -367,22 +505,50 @@ void EventLoop::Shutdown() {
   RINGD_LOG(kInfo, "stopped; every registration released");
 }
 
-std::string EventLoop::StatsJson() {
+std::string EventLoop::StatsJson(bool admin, uid_t uid) {
+  // The stats policy (ringd(8)): an admin peer sees every client and the daemon's totals; any
+  // other peer sees the clients of its own uid and that uid's usage, nothing of other tenants.
   nlohmann::json j;
+  j["scope"] = admin ? "all" : absl::StrCat("uid ", uid);
   j["ringd"] = {{"pid", getpid()},
                 {"backend", std::string(backend_->name())},
                 {"device", backend_->device()},
                 {"pollers", config_.pollers},
-                {"uptime_s", (NowNs() - started_ns_) / 1'000'000'000},
-                {"clients_connected", clients_.size()},
-                {"clients_accepted", accepted_}};
-  CountersSnapshot total = retired_;
+                {"uptime_s", (NowNs() - started_ns_) / 1'000'000'000}};
+  CountersSnapshot total = admin ? retired_ : CountersSnapshot{};
   std::uint64_t registered = 0;
+  std::uint64_t shown = 0;
   j["clients"] = nlohmann::json::array();
   for (const auto& [id, c] : clients_) {
+    if (!admin && c->cred().uid != uid) continue;
+    if (!c->hello_done()) continue;  // not a client yet (or refused)
     total += c->CountersNow();
     registered += c->pinned_bytes();
+    ++shown;
     j["clients"].push_back(c->ToJson());
+  }
+  const TenantLimits& lim = tenants_.limits();
+  if (admin) {
+    j["ringd"]["clients_connected"] = clients_.size();
+    j["ringd"]["clients_accepted"] = accepted_;
+    j["ringd"]["memory_faults_absorbed"] = FaultGuard::faults_absorbed();
+    j["ringd"]["wake_method"] = CompletionWaker::Method();
+    j["limits"] = {{"max_connections", lim.max_connections},
+                   {"max_connections_per_uid", lim.max_connections_per_uid},
+                   {"max_queues_total", lim.max_queues_total},
+                   {"max_queues_per_uid", lim.max_queues_per_uid},
+                   {"max_registered_bytes", lim.max_registered_bytes},
+                   {"max_registered_bytes_per_uid", lim.max_registered_bytes_per_uid}};
+  } else {
+    j["ringd"]["clients_connected"] = shown;
+    const TenantTable::Usage u = tenants_.ForUid(uid);
+    j["uid_usage"] = {{"uid", uid},
+                      {"connections", u.connections},
+                      {"queues", u.queues},
+                      {"registered_bytes", u.registered_bytes},
+                      {"max_connections_per_uid", lim.max_connections_per_uid},
+                      {"max_queues_per_uid", lim.max_queues_per_uid},
+                      {"max_registered_bytes_per_uid", lim.max_registered_bytes_per_uid}};
   }
   j["global"] = total.ToJson();
   j["global"]["registered_bytes"] = registered;

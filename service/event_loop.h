@@ -21,10 +21,12 @@
 #include "absl/status/statusor.h"
 #include "service/backend.h"
 #include "service/client_session.h"
+#include "service/completion_waker.h"
 #include "service/config.h"
 #include "service/counters.h"
 #include "service/listen_socket.h"
 #include "service/poller.h"
+#include "service/tenant_table.h"
 
 namespace pinring::ringd {
 
@@ -43,7 +45,7 @@ class EventLoop final : public QueueScheduler {
 
   void Attach(ClientSession& c, QueueServer* q) override;
   void Detach(ClientSession& c, QueueServer* q) override;
-  std::string StatsJson() override;
+  std::string StatsJson(bool admin, uid_t uid) override;
 
  private:
   struct PendingOp;
@@ -57,6 +59,7 @@ class EventLoop final : public QueueScheduler {
   void ArmTimer();
   void ArmClient(ClientSession& c);
   void ArmDoorbell(ClientSession& c, QueueServer& q);
+  void ArmWaker();
   void CancelOp(PendingOp*& op);
 
   void OnCompletion(PendingOp* op, int res);
@@ -65,6 +68,14 @@ class EventLoop final : public QueueScheduler {
   void OnTimer();
   void OnClientReadable(std::uint64_t client_id);
   void OnDoorbell(std::uint64_t client_id, std::uint32_t queue_id);
+  // Eventfd-mode queues with work wait in ready_ and get one budgeted pass each per loop round,
+  // between rounds of control-plane completions.
+  void MarkReady(std::uint64_t client_id, std::uint32_t queue_id);
+  void ServeReady();
+  // Accepts one connection past EMFILE with the reserve fd, refuses it with a reason, and
+  // pauses accepting until the next timer tick (no busy loop while fds are short).
+  void RefuseForLackOfFds(int err);
+  bool IsAdmin(int fd, const PeerCred& cred) const;
   void Disconnect(std::uint64_t client_id, absl::string_view why);
   void Shutdown();
   void Notify(const std::string& state);
@@ -72,6 +83,17 @@ class EventLoop final : public QueueScheduler {
   Config config_;
   std::unique_ptr<Backend> backend_;
   ListenSocket listener_;
+  // Declared before clients_: queues hold a pointer to it until they are destroyed.
+  std::unique_ptr<CompletionWaker> waker_;
+  TenantTable tenants_;
+  // Kept open so that at EMFILE one connection can still be accepted and told why it is refused.
+  UniqueFd reserve_fd_;
+  bool listen_paused_ = false;  // accepting stopped at EMFILE; the timer resumes it
+  bool admin_gid_valid_ = false;
+  gid_t admin_gid_ = 0;
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> ready_;
+  absl::flat_hash_set<std::pair<std::uint64_t, std::uint32_t>> ready_set_;
+  std::uint32_t refused_pending_ = 0;  // refused connections waiting for their Hello
   UniqueFd signal_fd_;
   io_uring ring_{};
   bool ring_ready_ = false;

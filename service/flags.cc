@@ -38,6 +38,31 @@ ABSL_FLAG(std::uint64_t, max_pinned_bytes, std::uint64_t{1} << 30,
           "together");
 ABSL_FLAG(std::uint64_t, max_region_bytes, std::uint64_t{256} << 20,
           "Per-region size limit in bytes");
+ABSL_FLAG(std::uint32_t, max_connections, 0,
+          "Limit on connected clients, all uids together (admin peers get 4 more, so ringctl "
+          "still works at the limit). 0 = derive from RLIMIT_NOFILE: what the fds allow at "
+          "1 + 2 * --max_queues fds per connection, at most 1024");
+ABSL_FLAG(std::uint32_t, max_connections_per_uid, 0,
+          "Limit on connections of one uid. 0 = half of --max_connections");
+ABSL_FLAG(std::uint32_t, max_queues_total, 0,
+          "Limit on queues, all clients together. 0 = 4 * --max_connections");
+ABSL_FLAG(std::uint32_t, max_queues_per_uid, 0,
+          "Limit on queues of one uid. 0 = half of --max_queues_total");
+ABSL_FLAG(std::uint64_t, max_registered_bytes, 0,
+          "Limit on registered (with --backend=verbs: pinned) bytes, rings and regions of all "
+          "clients together. 0 = half of the machine's physical memory");
+ABSL_FLAG(std::uint64_t, max_registered_bytes_per_uid, 0,
+          "Limit on registered bytes of one uid, all its connections together. 0 = a quarter "
+          "of the machine's physical memory");
+ABSL_FLAG(std::string, admin_group, "pinring-admin",
+          "Group whose members (like root and ringd's own uid) get full stats and the admin "
+          "connection reserve; others see only their own uid's clients (ringd(8), STATS POLICY)");
+ABSL_FLAG(std::uint32_t, handshake_timeout_ms, 5000,
+          "Connections that have not completed Hello after this many milliseconds are closed");
+ABSL_FLAG(std::uint64_t, serve_budget_bytes, 16 * 1024,
+          "Work one serving pass does for one queue, in bytes moved (a CHECKSUM byte counts 8): "
+          "larger descriptors run in slices of this size, so tenants sharing a poller or the "
+          "event loop interleave at this granularity");
 ABSL_FLAG(std::string, default_fork_mode, "",
           "Fork mode of regions whose client chose none (no region option, ClientOptions default "
           "or PINRING_FORK_MODE; announced in the handshake), of regions registered with fork_mode "
@@ -66,6 +91,15 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.limits.max_ring_entries = absl::GetFlag(FLAGS_max_ring_entries);
   c.limits.max_pinned_bytes = absl::GetFlag(FLAGS_max_pinned_bytes);
   c.limits.max_region_bytes = absl::GetFlag(FLAGS_max_region_bytes);
+  c.tenants.max_connections = absl::GetFlag(FLAGS_max_connections);
+  c.tenants.max_connections_per_uid = absl::GetFlag(FLAGS_max_connections_per_uid);
+  c.tenants.max_queues_total = absl::GetFlag(FLAGS_max_queues_total);
+  c.tenants.max_queues_per_uid = absl::GetFlag(FLAGS_max_queues_per_uid);
+  c.tenants.max_registered_bytes = absl::GetFlag(FLAGS_max_registered_bytes);
+  c.tenants.max_registered_bytes_per_uid = absl::GetFlag(FLAGS_max_registered_bytes_per_uid);
+  c.admin_group = absl::GetFlag(FLAGS_admin_group);
+  c.handshake_timeout_ms = absl::GetFlag(FLAGS_handshake_timeout_ms);
+  c.serve_budget_bytes = absl::GetFlag(FLAGS_serve_budget_bytes);
   const std::string fm = absl::GetFlag(FLAGS_default_fork_mode);
   if (!fm.empty()) {  // empty: not configured; Config's built-in default stays
     auto fork_mode = ParseForkMode(fm);

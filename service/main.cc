@@ -1,5 +1,7 @@
 // ringd: parse flags, pick the backend, open the socket, run the event loop.
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/sysinfo.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -9,6 +11,8 @@
 #include "absl/synchronization/mutex.h"
 #include "pinring/verbs_device.h"
 #include "service/backend.h"
+#include "service/completion_waker.h"
+#include "service/config.h"
 #include "service/event_loop.h"
 #include "service/flags.h"
 #include "service/listen_socket.h"
@@ -45,6 +49,33 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   auto config = ConfigFromFlags();
   if (!config.ok()) return Fail(config.status());
+  // Every connection costs fds (socket, eventfds): use all the hard limit allows, then size the
+  // limits left at 0 from it and from the machine's memory.
+  rlimit nofile{};
+  getrlimit(RLIMIT_NOFILE, &nofile);
+  if (nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+    getrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  struct sysinfo si {};
+  sysinfo(&si);
+  DeriveTenantLimits(*config, std::uint64_t{si.totalram} * si.mem_unit, nofile.rlim_cur);
+  const std::uint64_t fds_needed =
+      kDaemonFds + FdsPerConnection(config->limits) *
+                       (config->tenants.max_connections + kAdminReserveConnections);
+  if (fds_needed > nofile.rlim_cur) {
+    RINGD_LOG(kWarning, "--max_connections=", config->tenants.max_connections, " with --max_queues=",
+              config->limits.max_queues, " may need ", fds_needed, " fds, over RLIMIT_NOFILE ",
+              nofile.rlim_cur, ": raise LimitNOFILE in ringd.service (connections past it are "
+              "refused with that message)");
+  }
+  RINGD_LOG(kInfo, "limits: ", config->tenants.max_connections, " connections (",
+            config->tenants.max_connections_per_uid, " per uid), ",
+            config->tenants.max_queues_total, " queues (", config->tenants.max_queues_per_uid,
+            " per uid), ", config->tenants.max_registered_bytes, " registered bytes (",
+            config->tenants.max_registered_bytes_per_uid, " per uid); completion wakes via ",
+            CompletionWaker::Method());
 
   // Block the signals we take through the signalfd before any thread exists, so every thread
   // inherits the mask and none of them is interrupted by them. SIGPIPE: ignored (sends use

@@ -35,6 +35,17 @@ absl::Status Poller::Start() {
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) != 0) {
     return pinring::LastErrnoStatus("epoll_ctl(wake)");
   }
+  PINRING_ASSIGN_OR_RETURN(waker_, CompletionWaker::Create());
+  if (waker_->fd() >= 0) {
+    // The waker's io_uring: a finished completion-eventfd write may have a wake queued behind
+    // it, so a sleeping poller must wake up to reap it. data.ptr = the wake eventfd's marker.
+    epoll_event wev{};
+    wev.events = EPOLLIN;
+    wev.data.ptr = nullptr;
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, waker_->fd(), &wev) != 0) {
+      return pinring::LastErrnoStatus("epoll_ctl(waker)");
+    }
+  }
   thread_ = std::thread([this] { Run(); });
   return absl::OkStatus();
 }
@@ -86,6 +97,7 @@ void Poller::ApplyChanges() {
   for (QueueServer* q : to_add_) {
     q->last_work_ns = NowNs();
     q->sleeping = false;
+    q->SetWaker(waker_.get());
     if (q->params().doorbell == wire::DoorbellMode::kAdaptive) {
       // Edge-triggered: every doorbell write is one wake-up, and ringd never has to read the
       // client's eventfd (a read could block if the client drained it and cleared O_NONBLOCK).
@@ -106,6 +118,7 @@ void Poller::ApplyChanges() {
       if (q->params().doorbell == wire::DoorbellMode::kAdaptive) {
         epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, q->doorbell_fd(), nullptr);
       }
+      q->SetWaker(nullptr);  // the next owner (the event loop at shutdown) brings its own
       queues_.erase(it);
     }
   }
@@ -148,10 +161,13 @@ void Poller::Run() {
     bool did_work = false;
     bool any_awake = false;
     std::int64_t now = 0;
+    waker_->Reap();  // finished io_uring wakes (a load of the CQ tail when there are none)
     for (QueueServer* q : queues_) {
       if (q->sleeping || q->stopped()) continue;
       any_awake = true;
-      if (q->ServeOnce() > 0) {
+      // One budgeted pass per queue per round: a tenant's large descriptor advances by a slice
+      // while every other queue of this poller gets its turn.
+      if (q->ServeOnce() > 0 || q->busy()) {
         did_work = true;
         q->last_work_ns = 0;  // refreshed lazily below, only when the queue goes idle
         continue;

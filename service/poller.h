@@ -16,6 +16,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "service/completion_waker.h"
 #include "service/queue_server.h"
 #include "service/unique_fd.h"
 
@@ -47,6 +48,8 @@ class Poller {
   const int index_;
   UniqueFd epoll_;
   UniqueFd wake_;  // eventfd: tells a sleeping poller that Add/Remove/Stop happened
+  // Wakes this poller's clients (never blocks the thread); used only by the poller thread.
+  std::unique_ptr<CompletionWaker> waker_;
   std::thread thread_;
 
   // Poller-thread-only state.

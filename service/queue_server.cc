@@ -1,20 +1,16 @@
 #include "service/queue_server.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 
 #include "service/descriptor_validator.h"
 
 namespace pinring::ringd {
 
-QueueServer::QueueServer(const QueueParams& p, UniqueFd memfd, Mapping mapping,
+QueueServer::QueueServer(const QueueParams& p, ClientMapping mapping,
                          std::unique_ptr<BackendMemory> ring_registration, UniqueFd doorbell,
                          UniqueFd completion, RegionTable* regions, Backend* backend,
                          Counters* counters)
     : params_(p),
-      memfd_(std::move(memfd)),
       mapping_(std::move(mapping)),
       ring_registration_(std::move(ring_registration)),
       doorbell_(std::move(doorbell)),
@@ -22,6 +18,8 @@ QueueServer::QueueServer(const QueueParams& p, UniqueFd memfd, Mapping mapping,
       regions_(regions),
       backend_(backend),
       counters_(counters) {
+  wake_.fd = completion_.get();
+  wake_.id = CompletionWaker::NewTargetId();
   // Ring geometry from ringd's own computation, never from the header the client wrote.
   const QueueLayout l = ComputeQueueLayout(p.sq_entries, p.cq_entries);
   QueueHeader* h = header();
@@ -40,7 +38,15 @@ QueueServer::QueueServer(const QueueParams& p, UniqueFd memfd, Mapping mapping,
                            &h->cq_tail.value, &h->cq_head.value, 0);
 }
 
-QueueServer::~QueueServer() = default;
+QueueServer::~QueueServer() {
+  if (waker_ != nullptr) waker_->Forget(wake_);
+}
+
+void QueueServer::SetWaker(CompletionWaker* w) {
+  if (waker_ == w) return;
+  if (waker_ != nullptr) waker_->Forget(wake_);
+  waker_ = w;
+}
 
 void QueueServer::SignalCompletion(bool always) {
   if (!always) {
@@ -51,12 +57,12 @@ void QueueServer::SignalCompletion(bool always) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if ((header()->cq_flags.value.load(std::memory_order_relaxed) & kCqWaiting) == 0) return;
   }
-  // The client owns this eventfd and could have cleared O_NONBLOCK; put it back so a counter the
-  // client drove to its maximum makes our write fail with EAGAIN rather than block a poller.
-  const int fl = fcntl(completion_.get(), F_GETFL);
-  if (fl >= 0 && (fl & O_NONBLOCK) == 0) fcntl(completion_.get(), F_SETFL, fl | O_NONBLOCK);
-  const std::uint64_t one = 1;
-  if (write(completion_.get(), &one, sizeof one) == sizeof one) Counters::Add(counters_->wakeups);
+  // Never write(2): the client shares this eventfd's O_NONBLOCK flag and its counter
+  // (completion_waker.h). The waker cannot block, whatever the client did to the file.
+  if (waker_ == nullptr) return;
+  const std::uint64_t dropped_before = wake_.dropped;
+  if (waker_->Wake(wake_)) Counters::Add(counters_->wakeups);
+  if (wake_.dropped != dropped_before) Counters::Add(counters_->wakes_dropped, wake_.dropped - dropped_before);
 }
 
 void QueueServer::Fail(QueueError why) {
@@ -65,8 +71,49 @@ void QueueServer::Fail(QueueError why) {
   header()->queue_error.value.store(static_cast<std::uint32_t>(why), std::memory_order_release);
   stopped_.store(true, std::memory_order_release);
   if (why != QueueError::kDaemonStopping) Counters::Add(counters_->queue_errors);
+  if (why == QueueError::kQueueMemoryFault) Counters::Add(counters_->memory_faults);
   // Wake a client blocked on completions unconditionally: it must notice the error.
   SignalCompletion(/*always=*/true);
+}
+
+void QueueServer::RunBatch(ValidatedOp* ops, OpResult* results, std::uint32_t n) {
+  if (n == 0) return;
+  backend_->ExecuteBatch(absl::MakeConstSpan(ops, n), absl::MakeSpan(results, n));
+}
+
+bool QueueServer::AdvanceSlice(std::uint64_t budget, OpResult* out) {
+  // The regions may have been deregistered between two slices: validate ringd's copy again
+  // (handles are never reused, so a hit is the same region).
+  ValidatedOp v = ValidateDescriptor(slice_.desc, [this](std::uint32_t handle) {
+    regions_->mu().AssertReaderHeld();
+    return regions_->FindLocked(handle);
+  });
+  if (v.status != CompletionStatus::kOk) {
+    *out = {v.status, 0};
+    return true;
+  }
+  const std::uint64_t length = slice_.desc.length;
+  const bool checksum = v.opcode == Opcode::kChecksum;
+  std::uint64_t n = checksum ? budget / kChecksumCost : budget;
+  n = std::max(kMinSlice, n & ~std::uint64_t{7});  // 8-byte multiples keep a pattern's phase
+  n = std::min(n, length - slice_.done);
+  // One slice: the same descriptor, narrowed to [done, done + n), its hash continued.
+  v.desc.src_offset += slice_.done;
+  v.desc.dst_offset += slice_.done;
+  v.desc.length = n;
+  v.checksum_seed = slice_.hash;
+  OpResult r{v.status, 0};
+  RunBatch(&v, &r, 1);
+  Counters::Add(counters_->chunks);
+  if (r.status != CompletionStatus::kOk) {
+    *out = r;
+    return true;
+  }
+  slice_.done += n;
+  if (checksum) slice_.hash = r.result;
+  if (slice_.done < length) return false;
+  *out = {CompletionStatus::kOk, checksum ? slice_.hash : length};
+  return true;
 }
 
 std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
@@ -86,18 +133,35 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
   }
   n = std::min({n, room, kMaxBatch});
   if (n == 0) return 0;  // CQ full: the client has not reaped; try again later
+  std::uint32_t done = 0;  // descriptors [0, done) have results
   {
     // Shared lock for the batch: regions named by these descriptors cannot be deregistered (and
     // unmapped/unpinned) until we are done with them.
     absl::ReaderMutexLock l(&regions_->mu());
-    // Start every descriptor line of the batch moving now (the client's core wrote them) instead
-    // of one miss per descriptor in turn. Completion slots too, but only for real batches: for a
-    // lone descriptor the early write-prefetch measurably slowed the round trip (BM_ShmNop*).
-    sq_.Prefetch(n);
-    if (n >= 8) cq_.PrefetchForWrite(n);
     ValidatedOp* const ops = batch_ops_.get();
     OpResult* const results = batch_results_.get();
-    for (std::uint32_t i = 0; i < n; ++i) {
+    std::uint64_t budget = params_.budget_bytes;
+    std::uint32_t first = 0;  // descriptors [first, i) form the backend batch being built
+    std::uint32_t i = 0;
+    if (slice_.active) {
+      // Descriptor 0 is the large one begun in an earlier pass: ringd's copy, not the slot.
+      ops[0] = ValidateDescriptor(slice_.desc, [this](std::uint32_t handle) {
+        regions_->mu().AssertReaderHeld();
+        return regions_->FindLocked(handle);
+      });
+      if (!AdvanceSlice(budget, &results[0])) return 0;  // more slices next pass
+      slice_.active = false;
+      budget = 0;  // its last slice used this pass's budget: complete it and stop
+      i = first = done = 1;
+    }
+    if (budget != 0) {
+      // Start every descriptor line of the batch moving now (the client's core wrote them)
+      // instead of one miss per descriptor in turn. Completion slots too, but only for real
+      // batches: for a lone descriptor the early write-prefetch measurably slowed the round trip.
+      sq_.Prefetch(n);
+      if (n >= 8) cq_.PrefetchForWrite(n);
+    }
+    while (budget != 0 && i < n) {
       // A private copy first: the client may rewrite the slot while we look at it. Everything
       // after this works on the copy only.
       ops[i] = ValidateDescriptor(sq_.CopyOut(i), [this](std::uint32_t handle) {
@@ -105,25 +169,59 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
         return regions_->FindLocked(handle);
       });
       results[i] = {ops[i].status, 0};
+      const ValidatedOp& op = ops[i];
+      if ((op.desc.flags & kDescFlagFence) != 0 && i > first) {
+        // Fence: what came before runs (and finishes) as a batch of its own first.
+        RunBatch(ops + first, results + first, i - first);
+        first = i;
+        Counters::Add(counters_->fences);
+      }
+      std::uint64_t cost = 0;
+      if (op.status == CompletionStatus::kOk && op.opcode != Opcode::kNop) {
+        cost = op.opcode == Opcode::kChecksum ? op.desc.length * kChecksumCost : op.desc.length;
+        if (op.desc.length > kMinSlice && cost > budget) {
+          // Too large for what is left of this pass: finish the batch so far, then begin this
+          // one in slices. It stays unconsumed in the ring until its last slice.
+          RunBatch(ops + first, results + first, i - first);
+          slice_ = Slice{true, op.desc, 0, kFnv1a64Seed};
+          done = i;
+          if (AdvanceSlice(budget, &results[i])) {
+            slice_.active = false;
+            done = i + 1;
+          }
+          first = i = done;
+          budget = 0;
+          break;
+        }
+      }
+      budget = cost >= budget ? 0 : budget - cost;
+      // Never less than one descriptor per pass, even if it alone spends the budget.
+      done = ++i;
     }
-    // The whole batch at once: the verbs backend keeps its WRITEs in flight together.
-    backend_->ExecuteBatch(absl::MakeConstSpan(ops, n), absl::MakeSpan(results, n));
+    RunBatch(ops + first, results + first, i - first);
+    // A SIGBUS ringd absorbed in the queue memory (FaultGuard): the rings now are anonymous
+    // memory, not the client's. Stop; nothing more is read from or written to them.
+    if (mapping_.faulted()) {
+      Fail(QueueError::kQueueMemoryFault);
+      return 0;
+    }
+    if (done == 0) return 0;
     // Statistics are summed here and added once per batch: an atomic add per descriptor would
     // cost more than a NOP does.
     std::uint32_t by_op[kOpcodeCount] = {};
     std::uint32_t by_status[kCompletionStatusCount] = {};
     std::uint64_t bytes = 0;
-    for (std::uint32_t i = 0; i < n; ++i) {
-      const Descriptor& d = ops[i].desc;
-      const OpResult& r = results[i];
-      if (ops[i].status == CompletionStatus::kOk) {
-        ++by_op[static_cast<int>(ops[i].opcode)];  // validated: a known opcode
-        if (r.status == CompletionStatus::kOk && ops[i].opcode != Opcode::kChecksum) {
+    for (std::uint32_t k = 0; k < done; ++k) {
+      const Descriptor& d = ops[k].desc;
+      const OpResult& r = results[k];
+      if (ops[k].status == CompletionStatus::kOk) {
+        ++by_op[static_cast<int>(ops[k].opcode)];  // validated: a known opcode
+        if (r.status == CompletionStatus::kOk && ops[k].opcode != Opcode::kChecksum) {
           bytes += d.length;
         }
       }
       ++by_status[static_cast<int>(r.status)];
-      Completion& c = cq_.Slot(i);
+      Completion& c = cq_.Slot(k);
       c.user_data = d.user_data;
       c.result = r.result;
       c.status = static_cast<std::int32_t>(r.status);
@@ -136,13 +234,15 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
     for (int k = 0; k < kCompletionStatusCount; ++k) {
       if (by_status[k] != 0) Counters::Add(counters_->completions[k], by_status[k]);
     }
+    const std::uint32_t faults = by_status[static_cast<int>(CompletionStatus::kRegionFault)];
+    if (faults != 0) Counters::Add(counters_->memory_faults, faults);
     if (bytes != 0) Counters::Add(counters_->bytes_moved, bytes);
   }
-  sq_.Release(n);  // release store of sq_head: we are done reading those slots
-  cq_.Commit(n);   // release store of cq_tail: the completions above are visible before it
-  completed_.fetch_add(n, std::memory_order_relaxed);
+  sq_.Release(done);  // release store of sq_head: we are done reading those slots
+  cq_.Commit(done);   // release store of cq_tail: the completions above are visible before it
+  completed_.fetch_add(done, std::memory_order_relaxed);
   SignalCompletion(/*always=*/false);
-  return n;
+  return done;
 }
 
 bool QueueServer::HasSubmissions() {
@@ -173,7 +273,8 @@ void QueueServer::Stop(QueueError why) {
       n = std::min(n, cq_.Reserve(n));
       if (!cq_.corrupt() && n > 0) {
         for (std::uint32_t i = 0; i < n; ++i) {
-          const Descriptor d = sq_.CopyOut(i);
+          // A descriptor begun in slices: ringd's own copy names it, not the slot.
+          const Descriptor d = i == 0 && slice_.active ? slice_.desc : sq_.CopyOut(i);
           Completion& c = cq_.Slot(i);
           c = Completion{};
           c.user_data = d.user_data;

@@ -12,10 +12,12 @@
 #include "pinring/spsc_ring.h"
 #include "pinring/wire_protocol.h"
 #include "service/backend.h"
+#include "service/completion_waker.h"
 #include "service/counters.h"
 #include "service/descriptor_validator.h"
 #include "service/region_table.h"
 #include "service/unique_fd.h"
+#include "service/untrusted_memfd.h"
 
 namespace pinring::ringd {
 
@@ -26,24 +28,42 @@ struct QueueParams {
   wire::DoorbellMode doorbell = wire::DoorbellMode::kBusyPoll;
   wire::CompletionWait completion_wait = wire::CompletionWait::kSpin;
   std::uint32_t adaptive_poll_us = 0;
+  // Work one ServeOnce may do, in bytes moved (a CHECKSUM byte counts kChecksumCost). A larger
+  // descriptor is executed in slices of this size over several passes, so the queues sharing a
+  // thread (other tenants' among them) interleave at this granularity.
+  std::uint64_t budget_bytes = 16 * 1024;
 };
 
 class QueueServer {
  public:
   // `mapping` is the validated queue memfd mapping (layout already checked against
   // ComputeQueueLayout). `regions`, `backend`, `counters` outlive the queue.
-  QueueServer(const QueueParams& p, UniqueFd memfd, Mapping mapping,
+  QueueServer(const QueueParams& p, ClientMapping mapping,
               std::unique_ptr<BackendMemory> ring_registration, UniqueFd doorbell,
               UniqueFd completion, RegionTable* regions, Backend* backend, Counters* counters);
   ~QueueServer();
 
   // Most descriptors one ServeOnce takes (and hands to the backend as one batch).
   static constexpr std::uint32_t kMaxBatch = 64;
+  // CHECKSUM's byte-serial FNV-1a costs about this many memcpy bytes per byte.
+  static constexpr std::uint64_t kChecksumCost = 8;
+  // Smallest slice of a large descriptor (a multiple of 8: pattern fills keep their phase).
+  static constexpr std::uint64_t kMinSlice = 4096;
 
-  // Moves up to min(max, kMaxBatch) descriptors to completions. Returns how many it completed
-  // (0: nothing to do, CQ full, or stopped). A corrupt index stops the queue (queue_error set,
-  // client woken).
+  // Moves up to min(max, kMaxBatch) descriptors to completions, within params().budget_bytes of
+  // work; a descriptor larger than the budget left advances by one slice and completes in a
+  // later pass. Returns how many it completed (0: nothing to do, CQ full, stopped, or only a
+  // slice of a large descriptor done: busy() then says so). A corrupt index stops the queue
+  // (queue_error set, client woken); so does a SIGBUS in the queue memory (kQueueMemoryFault).
+  // A fenced descriptor (kDescFlagFence) starts a new backend batch: everything before it has
+  // finished when it starts.
   std::uint32_t ServeOnce(std::uint32_t max = kMaxBatch);
+  // A large descriptor is part-way done: call ServeOnce again soon.
+  bool busy() const { return slice_.active; }
+
+  // The waker of the thread now serving this queue (nullptr: none). REQUIRES: that thread, or
+  // the queue is detached from every thread.
+  void SetWaker(CompletionWaker* w);
 
   // Re-reads the client's sq_tail: is there work? (Adaptive sleep re-check.)
   bool HasSubmissions();
@@ -73,15 +93,31 @@ class QueueServer {
  private:
   void Fail(QueueError why);
   void SignalCompletion(bool always);
+  // Runs ops[0, n) as one backend batch, then checks the queue memory for a fault.
+  void RunBatch(ValidatedOp* ops, OpResult* results, std::uint32_t n);
+  // Advances the large descriptor in slice_ by up to `budget` bytes of work. True when it
+  // finished (its result is in *out).
+  bool AdvanceSlice(std::uint64_t budget, OpResult* out);
+
+  // The large descriptor being executed in slices (ringd's private copy), always the oldest
+  // unconsumed descriptor of the ring: its slot is released only when it completes.
+  struct Slice {
+    bool active = false;
+    Descriptor desc{};
+    std::uint64_t done = 0;                    // bytes finished
+    std::uint64_t hash = kFnv1a64Seed;         // CHECKSUM state so far
+  };
 
   QueueHeader* header() const { return reinterpret_cast<QueueHeader*>(mapping_.addr()); }
 
   const QueueParams params_;
-  UniqueFd memfd_;
-  Mapping mapping_;
+  ClientMapping mapping_;
   std::unique_ptr<BackendMemory> ring_registration_;  // declared after mapping_: unpinned first
   UniqueFd doorbell_;
   UniqueFd completion_;
+  WakeTarget wake_;
+  CompletionWaker* waker_ = nullptr;
+  Slice slice_;
   RegionTable* regions_;
   Backend* backend_;
   Counters* counters_;

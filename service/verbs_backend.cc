@@ -139,6 +139,10 @@ class VerbsBackend final : public Backend {
     for (std::size_t i = 0; i < ops.size(); ++i) {
       const ValidatedOp& op = ops[i];
       if (op.status != CompletionStatus::kOk) continue;  // rejected by validation: not ours
+      // A fenced op starts only after every earlier one finished: drain the WRITEs in flight.
+      // (QueueServer already ends its batch before a fence; this keeps the backend's own
+      // contract whoever calls it.)
+      if ((op.desc.flags & kDescFlagFence) != 0) flush();
       if (op.opcode == Opcode::kNop) {
         out[i] = {};
         continue;
@@ -149,10 +153,11 @@ class VerbsBackend final : public Backend {
         // WRITE's local source when it sends it, possibly before an earlier WRITE to that range
         // has landed. So a COPY whose source overlaps a queued COPY's destination waits for the
         // queue to drain; other opcodes flush first too. Results are as if executed in order.
+        // The overlap is judged on the backing memory: two handles of one memfd alias.
         for (std::size_t k = 0; k < pending; ++k) {
-          const Descriptor& w = ops[idx[k]].desc;
-          if (ops[idx[k]].dst == op.src && op.desc.src_offset < w.dst_offset + w.length &&
-              w.dst_offset < op.desc.src_offset + op.desc.length) {
+          const ValidatedOp& w = ops[idx[k]];
+          if (RangesAlias(*w.dst, w.desc.dst_offset, w.desc.length, *op.src, op.desc.src_offset,
+                          op.desc.length)) {
             flush();
             break;
           }
@@ -197,7 +202,7 @@ class VerbsBackend final : public Backend {
         }
         break;
       case Opcode::kChecksum: {
-        std::uint64_t h = kFnv1a64Seed;
+        std::uint64_t h = op.checksum_seed;
         for (std::uint64_t pos = 0; pos < d.length && s.ok(); pos += kBounceSize) {
           const std::uint64_t n = std::min<std::uint64_t>(kBounceSize, d.length - pos);
           s = qp_->Read(MrOf(op.src), d.src_offset + pos, bounce_mr_, 0, n);

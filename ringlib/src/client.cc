@@ -383,6 +383,35 @@ absl::StatusOr<std::string> Client::Stats() {
   auto bytes = conn_->Call(wire::MessageType::kStatsRequest, &req, sizeof req, {},
                            wire::MessageType::kStatsReply);
   if (!bytes.ok()) return bytes.status();
+  wire::MessageHeader rh;
+  std::memcpy(&rh, bytes->data(), sizeof rh);
+  if (rh.type == static_cast<std::uint16_t>(wire::MessageType::kStatsReplyMemfd)) {
+    // Too large for a datagram: the text is in the memfd that came with the reply.
+    const int fd = conn_->TakeReceivedFd();
+    const auto r = wire::BodyOf<wire::StatsReplyMemfd>(*bytes);
+    absl::Status st = wire::FromReplyStatus(r.status);
+    std::string text;
+    if (st.ok() && fd < 0) st = absl::InternalError("ringd's large StatsReply came without its memfd");
+    if (st.ok() && r.size > wire::kMaxStatsTextSize) {
+      st = absl::InternalError(absl::StrCat("ringd's stats text is ", r.size, " bytes, over the ",
+                                            wire::kMaxStatsTextSize, "-byte sanity limit"));
+    }
+    if (st.ok()) {
+      text.resize(r.size);
+      std::size_t off = 0;
+      while (off < text.size()) {
+        const ssize_t n = pread(fd, text.data() + off, text.size() - off, static_cast<off_t>(off));
+        if (n <= 0) {
+          st = absl::InternalError("ringd's stats memfd is shorter than its reply says");
+          break;
+        }
+        off += static_cast<std::size_t>(n);
+      }
+    }
+    if (fd >= 0) ::close(fd);
+    PINRING_RETURN_IF_ERROR(st);
+    return text;
+  }
   wire::ReplyStatus rs;
   std::memcpy(&rs, bytes->data() + sizeof(wire::MessageHeader), sizeof rs);
   PINRING_RETURN_IF_ERROR(wire::FromReplyStatus(rs));

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "pinring/status.h"
@@ -55,7 +56,15 @@ absl::StatusOr<std::shared_ptr<Connection>> Connection::Open(const std::string& 
   return std::shared_ptr<Connection>(new Connection(fd, path, request_timeout));
 }
 
-Connection::~Connection() { ::close(fd_); }
+Connection::~Connection() {
+  ::close(fd_);
+  if (received_fd_ >= 0) ::close(received_fd_);
+}
+
+int Connection::TakeReceivedFd() {
+  absl::MutexLock l(&mu_);
+  return std::exchange(received_fd_, -1);
+}
 
 void Connection::MarkDead(std::string reason) {
   {
@@ -110,25 +119,39 @@ absl::StatusOr<std::vector<std::byte>> Connection::ReceiveLocked(absl::Time dead
     MarkDead("ringd closed the control socket");
     return DeadStatus();
   }
-  // ringd never sends fds; close any that arrived so they cannot leak.
-  std::size_t fds = 0;
+  // ringd sends an fd only with kStatsReplyMemfd; take every fd that arrived, keep that one
+  // (received_fd_) and close the rest so none can leak.
+  std::vector<int> got;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
       const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
       for (std::size_t i = 0; i < count; ++i) {
         int f;
         std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-        ::close(f);
+        got.push_back(f);
       }
-      fds += count;
     }
   }
+  auto close_all = [&got] {
+    for (int f : got) ::close(f);
+    got.clear();
+  };
   if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+    close_all();
     return absl::InternalError("ringd sent a truncated control message");
   }
   buf.resize(static_cast<std::size_t>(n));
-  auto header = wire::ParseHeader(buf, fds);
-  if (!header.ok()) return header.status();
+  auto header = wire::ParseHeader(buf, got.size());
+  if (!header.ok()) {
+    close_all();
+    return header.status();
+  }
+  if (header->type == static_cast<std::uint16_t>(wire::MessageType::kStatsReplyMemfd)) {
+    if (received_fd_ >= 0) ::close(received_fd_);
+    received_fd_ = got.front();  // ParseHeader checked: exactly one
+    got.clear();
+  }
+  close_all();
   if (header->type == static_cast<std::uint16_t>(wire::MessageType::kShutdownNotice)) {
     const auto notice = wire::BodyOf<wire::ShutdownNotice>(buf);
     const absl::Status why = wire::FromReplyStatus(notice.reason);
@@ -175,6 +198,8 @@ absl::StatusOr<std::vector<std::byte>> Connection::Call(wire::MessageType type, 
   if (n < 0) {
     const int err = errno;
     if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) {
+      // ringd may have said why before it closed (a ShutdownNotice naming a limit): read it.
+      (void)ReceiveLocked(absl::InfinitePast(), /*nonblocking=*/true);
       MarkDead("the control socket is closed");
       return DeadStatus();
     }
@@ -188,7 +213,9 @@ absl::StatusOr<std::vector<std::byte>> Connection::Call(wire::MessageType type, 
     wire::MessageHeader rh;
     std::memcpy(&rh, reply->data(), sizeof rh);
     if (rh.seq != seq) continue;  // a stale reply to a request that timed out earlier
-    if (rh.type != static_cast<std::uint16_t>(reply_type)) {
+    if (rh.type != static_cast<std::uint16_t>(reply_type) &&
+        !(reply_type == wire::MessageType::kStatsReply &&
+          rh.type == static_cast<std::uint16_t>(wire::MessageType::kStatsReplyMemfd))) {
       return absl::InternalError(absl::StrCat("ringd answered request type ",
                                               static_cast<int>(type), " with message type ",
                                               rh.type, ", expected ",

@@ -59,11 +59,15 @@ class Connection {
   int fd() const { return fd_; }
   const std::string& path() const { return path_; }
 
+  // The fd the last kStatsReplyMemfd carried (the caller owns it now), or -1.
+  int TakeReceivedFd() ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   Connection(int fd, std::string path, absl::Duration timeout)
       : fd_(fd), path_(std::move(path)), timeout_(timeout) {}
 
-  // Receives one datagram (blocking up to `deadline`), validates framing, closes any fds.
+  // Receives one datagram (blocking up to `deadline`), validates framing, closes any fds but the
+  // one of a kStatsReplyMemfd (kept in received_fd_).
   // Handles a ShutdownNotice by marking dead. Returns the datagram.
   absl::StatusOr<std::vector<std::byte>> ReceiveLocked(absl::Time deadline, bool nonblocking)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -74,6 +78,7 @@ class Connection {
   const absl::Duration timeout_;
   absl::Mutex mu_;  // serializes requests and reads of the socket
   std::uint32_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  int received_fd_ ABSL_GUARDED_BY(mu_) = -1;  // see TakeReceivedFd
   std::atomic<bool> dead_{false};
   mutable absl::Mutex reason_mu_;
   std::string dead_reason_ ABSL_GUARDED_BY(reason_mu_);

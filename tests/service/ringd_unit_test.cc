@@ -141,7 +141,7 @@ struct InProcessQueue {
     QueueParams p;
     p.id = 1;
     p.sq_entries = p.cq_entries = 8;
-    server = std::make_unique<QueueServer>(p, std::move(fd), std::move(*m), nullptr,
+    server = std::make_unique<QueueServer>(p, std::move(*m), nullptr,
                                            UniqueFd(eventfd(0, EFD_CLOEXEC)),
                                            UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
                                            regions, backend, counters);

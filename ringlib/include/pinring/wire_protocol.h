@@ -46,6 +46,8 @@ enum class MessageType : std::uint16_t {
   kShutdownNotice = 11,  // ringd -> client, unsolicited
   kStatsRequest = 12,
   kStatsReply = 13,  // variable-length JSON text body
+  // The StatsReply for text too large for a datagram: the JSON is in a sealed memfd (1 fd).
+  kStatsReplyMemfd = 14,
 };
 
 struct MessageHeader {
@@ -176,6 +178,13 @@ struct StatsRequest {  // fds: 0
 };
 // StatsReply: ReplyStatus followed by up to kMaxMessageSize - 216 bytes of JSON text.
 inline constexpr std::size_t kStatsReplyFixedSize = sizeof(MessageHeader) + sizeof(ReplyStatus);
+// Largest stats text a client accepts through kStatsReplyMemfd (sanity bound on `size`).
+inline constexpr std::uint64_t kMaxStatsTextSize = 64ull << 20;
+
+struct StatsReplyMemfd {  // fds: [memfd holding `size` bytes of JSON, sealed F_SEAL_WRITE]
+  ReplyStatus status;
+  std::uint64_t size;
+};
 
 // --- per-type facts -------------------------------------------------------------------------
 struct TypeInfo {
@@ -184,7 +193,7 @@ struct TypeInfo {
   bool variable;          // body may be longer than body_size
 };
 
-constexpr bool IsKnownType(std::uint16_t t) { return t >= 1 && t <= 13; }
+constexpr bool IsKnownType(std::uint16_t t) { return t >= 1 && t <= 14; }
 
 constexpr TypeInfo InfoFor(MessageType t) {
   switch (t) {
@@ -201,6 +210,7 @@ constexpr TypeInfo InfoFor(MessageType t) {
     case MessageType::kShutdownNotice: return {sizeof(ShutdownNotice), 0, false};
     case MessageType::kStatsRequest: return {sizeof(StatsRequest), 0, false};
     case MessageType::kStatsReply: return {sizeof(ReplyStatus), 0, true};
+    case MessageType::kStatsReplyMemfd: return {sizeof(StatsReplyMemfd), 1, false};
   }
   return {0, 0, false};
 }
