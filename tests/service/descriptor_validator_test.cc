@@ -126,6 +126,37 @@ TEST_F(ValidatorTest, OverlapInSameRegion) {
   EXPECT_EQ(V(Copy(1, 0, 1, 20, 20)).status, CompletionStatus::kOk) << "adjacent";
 }
 
+// Two handles of one memfd (the same BackingId) alias: overlap is judged on the memory
+// (issue 11, item 8). Regions of different memfds never overlap.
+TEST(ValidatorAliasTest, OverlapThroughTwoHandlesOfOneMemfd) {
+  Region a, b, other;
+  a.handle = 1;
+  b.handle = 2;
+  other.handle = 3;
+  a.size = b.size = other.size = 4096;
+  a.mapping = ClientMapping(Mapping(), BackingId{7, 42}, 4096, FaultGuard());
+  b.mapping = ClientMapping(Mapping(), BackingId{7, 42}, 4096, FaultGuard());
+  other.mapping = ClientMapping(Mapping(), BackingId{7, 43}, 4096, FaultGuard());
+  auto v = [&](const Descriptor& d) {
+    return ValidateDescriptor(d, [&](std::uint32_t h) -> const Region* {
+      return h == 1 ? &a : h == 2 ? &b : h == 3 ? &other : nullptr;
+    });
+  };
+  Descriptor d{};
+  d.opcode = static_cast<std::uint8_t>(Opcode::kCopy);
+  d.src_region = 1;
+  d.dst_region = 2;
+  d.src_offset = 0;
+  d.dst_offset = 128;
+  d.length = 1024;
+  EXPECT_EQ(v(d).status, CompletionStatus::kOverlap);
+  d.dst_offset = 1024;
+  EXPECT_EQ(v(d).status, CompletionStatus::kOk) << "adjacent file ranges";
+  d.dst_region = 3;
+  d.dst_offset = 128;
+  EXPECT_EQ(v(d).status, CompletionStatus::kOk) << "another memfd";
+}
+
 TEST_F(ValidatorTest, FirstFailureWins) {
   Descriptor d = Copy(9, 0, 9, 0, 1);
   d.reserved0 = 1;

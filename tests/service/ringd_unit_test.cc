@@ -7,6 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <span>
+#include <vector>
+
 #include "service/backend.h"
 #include "service/config.h"
 #include "service/counters.h"
@@ -202,6 +205,89 @@ TEST(QueueServerTest, DeviceErrorAndShuttingDownCompletions) {
   EXPECT_EQ(q.cq.Slot(1).status, static_cast<int>(CompletionStatus::kShuttingDown));
   EXPECT_EQ(q.hdr->queue_error.value.load(),
             static_cast<std::uint32_t>(QueueError::kDaemonStopping));
+}
+
+// Records the batches QueueServer hands to the backend, then runs them on the cpu backend.
+class RecordingBackend final : public Backend {
+ public:
+  absl::string_view name() const override { return "recording"; }
+  std::string device() const override { return ""; }
+  absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void* a, std::size_t n, bool w) override {
+    return cpu_->Register(a, n, w);
+  }
+  OpResult Execute(const ValidatedOp& op) override { return cpu_->Execute(op); }
+  void ExecuteBatch(absl::Span<const ValidatedOp> ops, absl::Span<OpResult> out) override {
+    std::vector<std::uint64_t> ids;
+    for (const ValidatedOp& op : ops) ids.push_back(op.desc.user_data);
+    batches.push_back(ids);
+    cpu_->ExecuteBatch(ops, out);
+  }
+  std::vector<std::vector<std::uint64_t>> batches;
+
+ private:
+  std::unique_ptr<Backend> cpu_ = MakeCpuBackend();
+};
+
+// kDescFlagFence: the fenced descriptor starts only after the earlier ones finished, so it never
+// shares a backend batch with them (issue 11, item 9).
+TEST(QueueServerTest, FenceEndsTheBackendBatch) {
+  RecordingBackend backend;
+  RegionTable regions(4);
+  Counters counters;
+  InProcessQueue q(&backend, &regions, &counters);
+  ASSERT_EQ(q.sq.Reserve(4), 4u);
+  for (std::uint32_t i = 0; i < 4; ++i) {
+    Descriptor d{};
+    d.user_data = i + 1;
+    if (i == 2) d.flags = kDescFlagFence;
+    q.sq.Slot(i) = d;
+  }
+  q.sq.Commit(4);
+  EXPECT_EQ(q.server->ServeOnce(), 4u);
+  ASSERT_EQ(backend.batches.size(), 2u);
+  EXPECT_EQ(backend.batches[0], (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(backend.batches[1], (std::vector<std::uint64_t>{3, 4}));
+  EXPECT_EQ(counters.Snapshot().fences, 1u);
+}
+
+// A descriptor larger than the pass budget advances one slice per ServeOnce and completes with
+// the same result as in one piece (issue 11, item 3: tenants interleave at the budget).
+TEST(QueueServerTest, LargeDescriptorRunsInSlicesWithTheSameResult) {
+  auto backend = MakeCpuBackend();
+  RegionTable regions(4);
+  Counters counters;
+  constexpr std::size_t kSize = 1 << 20;
+  UniqueFd fd(Memfd(kSize, true));
+  auto m = MapUntrustedMemfd(fd.get(), kSize, SizeRule::kAtLeast, PROT_READ | PROT_WRITE, "r");
+  ASSERT_TRUE(m.ok()) << m.status();
+  for (std::size_t i = 0; i < kSize; ++i) m->bytes()[i] = static_cast<std::byte>(i * 7 + 3);
+  const std::uint64_t expect = Fnv1a64(std::span<const std::byte>(m->bytes(), kSize));
+  auto r = std::make_unique<Region>();
+  r->size = kSize;
+  r->mapping = std::move(*m);
+  r->base = r->mapping.bytes();
+  auto h = regions.Insert(std::move(r));
+  ASSERT_TRUE(h.ok());
+  InProcessQueue q(backend.get(), &regions, &counters);  // budget: QueueParams' default 16 KiB
+  Descriptor d{};
+  d.opcode = static_cast<std::uint8_t>(Opcode::kChecksum);
+  d.src_region = *h;
+  d.length = kSize;
+  d.user_data = 9;
+  ASSERT_EQ(q.sq.Reserve(1), 1u);
+  q.sq.Slot(0) = d;
+  q.sq.Commit(1);
+  int passes = 0;
+  while (q.server->ServeOnce() == 0 && passes < 100000) {
+    ++passes;
+    ASSERT_TRUE(q.server->busy()) << "stopped making progress after " << passes << " passes";
+  }
+  // 1 MiB of CHECKSUM at 16 KiB / 8 per pass: 512 slices.
+  EXPECT_GT(passes, 100);
+  ASSERT_EQ(q.cq.Peek(1), 1u);
+  EXPECT_EQ(q.cq.Slot(0).status, 0);
+  EXPECT_EQ(q.cq.Slot(0).result, expect);
+  EXPECT_EQ(q.cq.Slot(0).user_data, 9u);
 }
 
 TEST(QueueServerTest, CorruptIndicesStopTheQueue) {
