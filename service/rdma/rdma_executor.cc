@@ -63,9 +63,13 @@ CompletionStatus ValidateRdmaDescriptor(const Descriptor& d, RemoteOps& ops) {
     return CompletionStatus::kMisaligned;
   }
   if (has_dst && !dst->writable) return CompletionStatus::kReadOnlyRegion;
-  if (op == Opcode::kCopy && d.src_region == d.dst_region && d.length > 0 &&
-      d.src_offset < d.dst_offset + d.length && d.dst_offset < d.src_offset + d.length) {
-    return CompletionStatus::kOverlap;
+  // Overlap is judged on the memory, not the handles: two grants may cover the same bytes of the
+  // client's address space. Offsets are inside their grants (checked above) and a grant's
+  // addr + length was bounded at registration, so these sums cannot overflow.
+  if (op == Opcode::kCopy && d.length > 0) {
+    const std::uint64_t s = src->addr + d.src_offset;
+    const std::uint64_t t = dst->addr + d.dst_offset;
+    if (s < t + d.length && t < s + d.length) return CompletionStatus::kOverlap;
   }
   return CompletionStatus::kOk;
 }

@@ -121,7 +121,7 @@ class HangTest : public IsolationTest,
                  public ::testing::WithParamInterface<wire::DoorbellMode> {};
 
 TEST_P(HangTest, SaturatedEventfdWithFlippedFlagsHangsNobody) {
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   auto attacker = Connect("attacker");
   ASSERT_NE(attacker, nullptr);
   TestQueue::Options o;
@@ -140,8 +140,10 @@ TEST_P(HangTest, SaturatedEventfdWithFlippedFlagsHangsNobody) {
       (*q)->hdr->cq_flags.value.store(kCqWaiting, std::memory_order_relaxed);
     }
   });
-  // Many rounds of work, each of which makes ringd wake the "waiting" attacker.
-  for (int round = 0; round < 2000; ++round) {
+  // Rounds of work for 3 s, each of which makes ringd wake the "waiting" attacker: enough for
+  // the flipper to win a race against any fcntl-then-write.
+  const absl::Time attack_end = absl::Now() + absl::Seconds(3);
+  while (absl::Now() < attack_end) {
     Descriptor nop{};
     if ((*q)->sq.Reserve(1) == 0) {
       // ringd completed what we sent; reap without reading the (saturated) eventfd.
@@ -205,7 +207,7 @@ TEST_F(IsolationTest, PunchedHugetlbHoleFailsTheOpNotRingd) {
   if (geteuid() != 0) GTEST_SKIP() << "reserving huge pages needs root (CI runs as root)";
   HugePages reserve(4);
   ASSERT_TRUE(reserve.ok()) << "could not reserve 4 huge pages (/proc/sys/vm/nr_hugepages)";
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   auto c = Connect("hole-puncher");
   ASSERT_NE(c, nullptr);
   constexpr std::size_t kHuge = 2u << 20;
@@ -290,7 +292,7 @@ class StarvationTest : public IsolationTest,
                        public ::testing::WithParamInterface<wire::DoorbellMode> {};
 
 TEST_P(StarvationTest, OneTenantsLargeOpsInterleaveWithAnothersNops) {
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   const wire::DoorbellMode mode = GetParam();
   const std::size_t kSize = kVerbs ? (8u << 20) : (64u << 20);
   auto aggressor = Connect("aggressor");
@@ -360,7 +362,7 @@ std::uint64_t CpuTicks(pid_t pid) {
 }
 
 TEST_F(IsolationTest, FdExhaustionRefusesWithoutSpinningOrFlooding) {
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   // ringd with 64 fds: far fewer than the connections below.
   rlimit small{64, 64};
   ASSERT_EQ(prlimit(ringd_->pid(), RLIMIT_NOFILE, &small, nullptr), 0) << std::strerror(errno);
@@ -399,7 +401,7 @@ TEST_F(IsolationTest, FdExhaustionRefusesWithoutSpinningOrFlooding) {
 }
 
 TEST_F(IsolationTest, ConnectionLimitRefusesNamingTheFlag) {
-  Start({"--max_connections=3"});
+  ASSERT_NO_FATAL_FAILURE(Start({"--max_connections=3"}));
   // The test is ringd's own uid, an admin peer: 3 + the 4-connection admin reserve.
   std::vector<std::unique_ptr<RawClient>> conns;
   for (std::uint32_t i = 0; i < 3 + 4; ++i) {
@@ -426,7 +428,7 @@ TEST_F(IsolationTest, ConnectionLimitRefusesNamingTheFlag) {
 }
 
 TEST_F(IsolationTest, SilentConnectionsAreClosedAfterTheHandshakeTimeout) {
-  Start({"--handshake_timeout_ms=300"});
+  ASSERT_NO_FATAL_FAILURE(Start({"--handshake_timeout_ms=300"}));
   auto silent = RawClient::Connect(ringd_->socket_path());
   ASSERT_TRUE(silent.ok());
   EXPECT_TRUE((*silent)->WaitClosed(absl::Seconds(10))) << "a connection without Hello stayed open";
@@ -436,7 +438,7 @@ TEST_F(IsolationTest, SilentConnectionsAreClosedAfterTheHandshakeTimeout) {
 // --- item 5 ------------------------------------------------------------------------------------
 TEST_F(IsolationTest, RingctlWorksAtTheConnectionLimit) {
   constexpr int kLimit = 200;
-  Start({absl::StrCat("--max_connections=", kLimit)});
+  ASSERT_NO_FATAL_FAILURE(Start({absl::StrCat("--max_connections=", kLimit)}));
   std::vector<std::unique_ptr<RawClient>> conns;
   for (int i = 0; i < kLimit; ++i) {
     conns.push_back(Connect(absl::StrCat("tenant-", i)));
@@ -468,7 +470,7 @@ TEST_F(IsolationTest, RingctlWorksAtTheConnectionLimit) {
 
 // --- item 6 ------------------------------------------------------------------------------------
 TEST_F(IsolationTest, StatsNeedHelloAndShowOthersNothing) {
-  Start({"--socket_mode=0666"});
+  ASSERT_NO_FATAL_FAILURE(Start({"--socket_mode=0666"}));
   // Before Hello: refused, with the reason.
   auto early = RawClient::Connect(ringd_->socket_path());
   ASSERT_TRUE(early.ok());
@@ -526,7 +528,7 @@ TEST_F(IsolationTest, StatsNeedHelloAndShowOthersNothing) {
 
 // --- item 7 ------------------------------------------------------------------------------------
 TEST_F(IsolationTest, LimitsAcrossConnectionsNameTheirFlags) {
-  Start({"--max_registered_bytes_per_uid=1048576", "--max_queues_per_uid=2"});
+  ASSERT_NO_FATAL_FAILURE(Start({"--max_registered_bytes_per_uid=1048576", "--max_queues_per_uid=2"}));
   auto a = Connect("a");
   auto b = Connect("b");
   ASSERT_TRUE(a != nullptr && b != nullptr);
@@ -554,7 +556,7 @@ TEST_F(IsolationTest, LimitsAcrossConnectionsNameTheirFlags) {
 }
 
 TEST_F(IsolationTest, GlobalRegisteredBytesLimitNamesItsFlag) {
-  Start({"--max_registered_bytes=1048576"});
+  ASSERT_NO_FATAL_FAILURE(Start({"--max_registered_bytes=1048576"}));
   auto a = Connect("a");
   ASSERT_NE(a, nullptr);
   auto r = TestRegion::Make(2 << 20);
@@ -566,7 +568,7 @@ TEST_F(IsolationTest, GlobalRegisteredBytesLimitNamesItsFlag) {
 
 // --- item 8 ------------------------------------------------------------------------------------
 TEST_F(IsolationTest, AliasedHandlesOverlapIsRefusedAndDisjointCopiesAreExact) {
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   auto c = Connect("aliaser");
   ASSERT_NE(c, nullptr);
   constexpr std::size_t kSize = 64 * 1024;
@@ -602,7 +604,7 @@ TEST_F(IsolationTest, AliasedHandlesOverlapIsRefusedAndDisjointCopiesAreExact) {
 
 // --- item 9 ------------------------------------------------------------------------------------
 TEST_F(IsolationTest, FencedCopiesWaitForEarlierOnes) {
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   auto c = Connect("fencer");
   ASSERT_NE(c, nullptr);
   constexpr std::size_t kSize = 64 * 1024;

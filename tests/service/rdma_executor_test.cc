@@ -1,0 +1,58 @@
+// The rdma transport's validator on ringd's table of grants (no device: RemoteOps is ringd's own
+// interface, implemented here by a table). Overlap is judged on the client's memory, not on the
+// handles: two grants may cover the same bytes (issue 11, item 8).
+#include "service/rdma/rdma_executor.h"
+
+#include <gtest/gtest.h>
+
+#include "absl/container/flat_hash_map.h"
+
+namespace pinring::ringd {
+namespace {
+
+class GrantTable final : public RemoteOps {
+ public:
+  absl::Status Read(std::uint64_t, std::uint32_t, std::uint32_t) override {
+    return absl::UnimplementedError("validation only");
+  }
+  absl::Status Write(std::uint64_t, std::uint32_t, std::uint32_t) override {
+    return absl::UnimplementedError("validation only");
+  }
+  std::byte* bounce() override { return nullptr; }
+  std::uint32_t bounce_size() override { return 0; }
+  const GrantedRegion* Lookup(std::uint32_t h) override {
+    auto it = grants.find(h);
+    return it == grants.end() ? nullptr : &it->second;
+  }
+  CompletionStatus Remote(const Descriptor&, std::uint64_t*) override {
+    return CompletionStatus::kDeviceError;
+  }
+  absl::flat_hash_map<std::uint32_t, GrantedRegion> grants;
+};
+
+Descriptor Copy(std::uint32_t s, std::uint64_t so, std::uint32_t d, std::uint64_t dof,
+                std::uint64_t len) {
+  Descriptor x{};
+  x.opcode = static_cast<std::uint8_t>(Opcode::kCopy);
+  x.src_region = s;
+  x.src_offset = so;
+  x.dst_region = d;
+  x.dst_offset = dof;
+  x.length = len;
+  return x;
+}
+
+TEST(RdmaValidatorTest, OverlapThroughTwoGrantsOfTheSameMemory) {
+  GrantTable t;
+  t.grants[1] = {0x10000, 8192, 11, true};
+  t.grants[2] = {0x11000, 8192, 12, true};  // covers the second half of grant 1
+  t.grants[3] = {0x40000, 8192, 13, true};
+  // Grant 1 [4096, 4096+1024) is grant 2 [0, 1024): the same bytes.
+  EXPECT_EQ(ValidateRdmaDescriptor(Copy(1, 4096, 2, 512, 1024), t), CompletionStatus::kOverlap);
+  EXPECT_EQ(ValidateRdmaDescriptor(Copy(1, 0, 2, 0, 1024), t), CompletionStatus::kOk);
+  EXPECT_EQ(ValidateRdmaDescriptor(Copy(1, 0, 3, 0, 8192), t), CompletionStatus::kOk);
+  EXPECT_EQ(ValidateRdmaDescriptor(Copy(1, 0, 1, 100, 200), t), CompletionStatus::kOverlap);
+}
+
+}  // namespace
+}  // namespace pinring::ringd
