@@ -102,9 +102,19 @@ class LatencyRecorder {
 // removed from argv before benchmark::Initialize sees them.
 //   --pinring_max_bytes=N   largest size a size sweep registers (quick mode, emulated guests)
 //   --pinring_quick         quick mode: the smallest sweeps, to prove the binary works
+// The victim/aggressor rows (victim.h):
+//   --pinring_victim_samples=N   most victim round trips per phase (alone, with the aggressor)
+//   --pinring_victim_interval_us=U  pace the victim: one round trip starts every U us (or at
+//                                once if the last took longer); 0 (default): back to back
+//   --pinring_victim_seconds=S   time cap per phase (a starved victim may take seconds per trip)
+//   --pinring_aggressor_bytes=N  length of each aggressor COPY / CHECKSUM, and of its 2 regions
 struct Options {
   std::uint64_t max_bytes = 1ull << 30;
   bool quick = false;
+  std::uint64_t victim_samples = 20000;
+  std::uint64_t victim_interval_us = 0;
+  double victim_seconds = 5;
+  std::uint64_t aggressor_bytes = 64ull << 20;
 };
 
 inline Options ParseOptions(int* argc, char** argv) {
@@ -116,6 +126,17 @@ inline Options ParseOptions(int* argc, char** argv) {
       o.max_bytes = std::strtoull(argv[i] + std::strlen("--pinring_max_bytes="), nullptr, 0);
     } else if (a == "--pinring_quick") {
       o.quick = true;
+    } else if (a.starts_with("--pinring_victim_samples=")) {
+      o.victim_samples =
+          std::strtoull(argv[i] + std::strlen("--pinring_victim_samples="), nullptr, 0);
+    } else if (a.starts_with("--pinring_victim_interval_us=")) {
+      o.victim_interval_us =
+          std::strtoull(argv[i] + std::strlen("--pinring_victim_interval_us="), nullptr, 0);
+    } else if (a.starts_with("--pinring_victim_seconds=")) {
+      o.victim_seconds = std::strtod(argv[i] + std::strlen("--pinring_victim_seconds="), nullptr);
+    } else if (a.starts_with("--pinring_aggressor_bytes=")) {
+      o.aggressor_bytes =
+          std::strtoull(argv[i] + std::strlen("--pinring_aggressor_bytes="), nullptr, 0);
     } else {
       argv[out++] = argv[i];
     }

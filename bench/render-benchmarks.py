@@ -91,6 +91,22 @@ WHY = {
         "ib_write_bw keeps its send queue full continuously and signals one WRITE in 100. Fix: "
         "keep posting while reaping (pipeline across poller passes), signal only the last WRITE "
         "of a batch, per-poller QPs.",
+    "BM_VictimNop":
+        "ringd serves one queue's batch to the end before it looks at any other queue. A pass "
+        "(QueueServer::ServeOnce) takes up to 64 descriptors from one ring and hands them to the "
+        "backend as one batch; the one thread serving that doorbell mode (the single poller for "
+        "busy-poll queues, the event loop for eventfd queues, which also drains a queue for up to "
+        "64 passes before it returns) executes every 64 MiB COPY and CHECKSUM of the aggressor's "
+        "batch, hundreds of milliseconds on the host, while the victim's NOP sits in its ring. "
+        "The victim's round trip is then the rest of the aggressor's pass (in eventfd mode up to "
+        "the rest of the drain), whatever its own cost; the profile below shows where ringd's thread "
+        "spends that time (on the host: the cpu backend's CHECKSUM loop and memmove). Fix (in "
+        "ringd): "
+        "bound the work one queue gets per turn — execute large descriptors in slices (a few "
+        "hundred KiB, or a time budget) and go round the queues between slices, completing a "
+        "descriptor when its last slice is done — so that a small descriptor waits at most one "
+        "slice of another tenant's work; or run large operations on worker threads apart from "
+        "the thread that serves the rings.",
     "fork":
         "if the smaller sizes of the same mode stay at or below the target, a lone miss at 1 GiB "
         "is as likely noise on a loaded machine (the evaluator's median of a few forks) as a "
@@ -154,15 +170,17 @@ def why_key(r):
 
 
 def md_why(r, out, seen):
-    """The why of a missed row; rows sharing one analysis (one per size) get it once."""
+    """The why of a missed row; rows sharing one analysis (one per size) get it once. A section
+    with host and guest rows (the victim rows) gives each side its own, with its own profile."""
     if r.get("met") is not False:
         return
     k = why_key(r)
-    if k in seen:
+    sk = (k, r.get("where"))
+    if sk in seen:
         out.append(f"\n`{r.get('id')}` misses too (ratio {fmt_ratio(r['ratio'])}): same cause as "
-                   f"`{seen[k]}` above.\n")
+                   f"`{seen[sk]}` above.\n")
         return
-    seen[k] = r.get("id")
+    seen[sk] = r.get("id")
     out.append(f"\n**Why `{r.get('id')}` misses its target — likely cause and fix** (ratio {fmt_ratio(r['ratio'])}, "
                f"target {r['op']} {r['target']}×): {WHY.get(k, 'no analysis recorded yet.')}\n")
     md_profile(r.get("profile"), out)
@@ -322,6 +340,53 @@ def latency_table(sec, out):
         out.append(f"| {name} | {cells} | {anchor} | "
                    f"{fmt_ns(g(a, 'p50')) if a else r.get('anchor_missing') or '–'} | "
                    f"{fmt_ratio(r.get('ratio'))} | {verdict(r)} |")
+
+
+def victim_table(sec, out):
+    """The tenant-isolation rows: the victim alone and with the aggressor, host and guest."""
+    params = sec.get("params") or {}
+    shapes = {p["aggressor_bytes"] for p in params.values()}
+    size = " or ".join(fmt_bytes(b) for b in sorted(shapes)) if shapes else "64 MiB"
+    out.append("Two clients of one ringd (its default single poller; host `--backend=cpu`, guest "
+               "`--backend=verbs`). The **victim** submits one NOP and waits for its completion "
+               "(busy-poll: it spins; eventfd: it blocks), first alone, then while an "
+               "**aggressor** — a second client with its own connection, queue and two "
+               f"{size} regions, its queue in the victim's doorbell mode — keeps 2 commits of "
+               f"2 COPY + 2 CHECKSUM of {size} each in flight (staggered, so that one waits in "
+               "its ring while ringd works on the other), reaping and resubmitting "
+               "continuously. Both phases use the same victim queue in the same run. The ratio is "
+               "the victim's p99 with the aggressor over its p99 alone: one tenant's large "
+               "operations should not stall another tenant's small ones (target ≤ 2×).\n")
+    for where in ("host", "guest"):
+        p = params.get(where)
+        if p:
+            pace = ("back to back" if not p.get("interval_us") else
+                    f"one started every {fmt_ns(p['interval_us'] * 1e3)} (at once when the "
+                    "previous one took longer)")
+            out.append(f"{where.capitalize()}: each phase is at most {p['samples']} round trips, "
+                       f"{pace}, or {p['seconds']:g} s, whichever ends first (a starved victim "
+                       "may take seconds per round trip; the samples columns say how many were "
+                       "taken).\n")
+    out.append("| where | backend | doorbell | alone p50 | alone p99 | samples | with aggressor "
+               "p50 | with aggressor p99 | samples | aggressor work meanwhile (COPY + CHECKSUM "
+               "bytes/s) | ratio (p99 with / p99 alone) | target |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in sec["rows"]:
+        v = r.get("value")
+        head = f"| {r['where']} | {r['backend']} | {r['mode']} | "
+        if v is None:
+            out.append(head + f"{r['missing']} | | | | | | | {fmt_ratio(None)} | {verdict(r)} |")
+            continue
+        a, l = v["alone"], v["loaded"]
+        note = " (a round trip hit the 120 s timeout: phase cut short)" if v.get("timed_out") else ""
+        out.append(head + f"{fmt_ns(a['p50'])} | {fmt_ns(a['p99'])} | {a['samples']:.0f} | "
+                   f"{fmt_ns(l['p50'])} | {fmt_ns(l['p99'])}{note} | {l['samples']:.0f} | "
+                   f"{fmt_rate(v.get('aggressor_work_bytes_per_s'), 'B/s')} | "
+                   f"{fmt_ratio(r.get('ratio'))} | {verdict(r)} |")
+    out.append("\nThe aggressor's throughput column shows that it kept ringd busy while the victim "
+               "was measured; the rows come from `BM_VictimNop/busy-poll` and "
+               "`BM_VictimNop/eventfd` (bench/victim.h) in pinring-bench-shm (host) and "
+               "pinring-bench-verbs (guest).\n")
 
 
 def render(res, docs):
@@ -533,6 +598,8 @@ def render(res, docs):
             p = plot_reg(sec, img)
             if p:
                 out.append(f"![Registration cost]({p})\n")
+        elif sec["id"] == "victim":
+            victim_table(sec, out)
         elif sec["id"] == "fork":
             first = sec["rows"][0] if sec["rows"] else {}
             out.append(f"From `pinring-forkcheck --json` (one source of truth; {sec.get('source')}), "

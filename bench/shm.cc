@@ -14,12 +14,17 @@
 //                                  B NOPs whenever B slots are free, reap whatever has completed;
 //                                  up to kStreamDepth NOPs in flight, so the client's writing and
 //                                  ringd's serving overlap. One iteration = one batch.
+//   BM_VictimNop/{busy-poll,eventfd}  tenant isolation: a victim's NOP round trip alone and while
+//                                  an aggressor client of the same ringd floods it with 64 MiB
+//                                  COPY + CHECKSUM commits (victim.h). Run on its own with
+//                                  --benchmark_filter=^BM_VictimNop/ (bench/run-benchmarks does).
 #include <cstdint>
 #include <string>
 
 #include "bench_util.h"
 #include "pinring/descriptors.h"
 #include "ringd_fixture.h"
+#include "victim.h"
 
 namespace pinring::bench {
 namespace {
@@ -148,7 +153,7 @@ int main(int argc, char** argv) {
   using namespace pinring::bench;
   using pinring::wire::CompletionWait;
   using pinring::wire::DoorbellMode;
-  return RunMain(argc, argv, [](const Options&) {
+  return RunMain(argc, argv, [](const Options& o) {
     benchmark::RegisterBenchmark("BM_ShmNopRoundTrip/busy-poll", BM_ShmNopRoundTrip,
                                  DoorbellMode::kBusyPoll, CompletionWait::kSpin)
         ->UseRealTime();
@@ -172,5 +177,6 @@ int main(int argc, char** argv) {
         ->Arg(32)
         ->Arg(128)
         ->UseRealTime();
+    RegisterVictimBenchmarks(&Ringd, o);
   });
 }

@@ -6,6 +6,8 @@
 //   BM_RingdWriteLatency/<size>   one COPY at a time: submit, spin for its completion
 //   BM_RingdWriteRate/<size>      a pipeline of kDepth COPYs in flight; each completion is refilled
 //                                 at once, as ib_write_bw keeps its send queue full
+//   BM_VictimNop/{busy-poll,eventfd}  tenant isolation with the verbs backend: a victim's NOP
+//                                 round trip alone and under an aggressor client (victim.h)
 //
 // Without a device ringd cannot start its verbs backend and every row is skipped with the reason.
 #include <cstdint>
@@ -14,6 +16,7 @@
 #include "bench_util.h"
 #include "pinring/descriptors.h"
 #include "ringd_fixture.h"
+#include "victim.h"
 
 namespace pinring::bench {
 namespace {
@@ -159,5 +162,6 @@ int main(int argc, char** argv) {
       }
       if (kMaxSize <= o.max_bytes) b->Arg(static_cast<std::int64_t>(kMaxSize));
     }
+    RegisterVictimBenchmarks(&Ringd, o);
   });
 }
