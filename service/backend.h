@@ -35,6 +35,9 @@ class Backend {
   virtual ~Backend() = default;
   virtual absl::string_view name() const = 0;  // "cpu" or "verbs"
   virtual std::string device() const = 0;      // RDMA device name, or ""
+  // Work per queue per serving pass when --serve_budget_bytes is 0: under a microsecond of CPU
+  // copying for cpu; one device chunk for verbs (each slice is a synchronous device operation).
+  virtual std::uint64_t default_serve_budget() const = 0;
 
   // Makes [addr, addr+len) usable by Execute. `device_writable` false registers it so the device
   // can only read it (ForkMode::kReadOnly). Errors: ResourceExhausted (RLIMIT_MEMLOCK, naming the

@@ -386,7 +386,8 @@ absl::StatusOr<std::uint32_t> ClientSession::HandleCreateQueue(const wire::Creat
   p.doorbell = static_cast<wire::DoorbellMode>(m.doorbell_mode);
   p.completion_wait = static_cast<wire::CompletionWait>(m.completion_wait);
   p.adaptive_poll_us = m.adaptive_poll_us != 0 ? m.adaptive_poll_us : config_.adaptive_poll_us;
-  p.budget_bytes = config_.serve_budget_bytes;
+  p.budget_bytes = config_.serve_budget_bytes != 0 ? config_.serve_budget_bytes
+                                                   : backend_->default_serve_budget();
   auto q = std::make_unique<QueueServer>(p, std::move(mapping), std::move(reg), std::move(fds[1]),
                                          std::move(fds[2]), &regions_, backend_, &counters_);
   std::move(charged).Cancel();  // the queue holds the charges now; Destroy/Teardown release them

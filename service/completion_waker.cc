@@ -82,6 +82,11 @@ bool CompletionWaker::Submit(WakeTarget& t) {
     }
   }
   io_uring_prep_write(sqe, t.fd, &kOne, sizeof kOne, 0);
+  // IOSQE_ASYNC: straight to the kernel's io-wq worker, never an inline attempt. An eventfd
+  // without FMODE_NOWAIT is written inline when its file has O_NONBLOCK, and the client can clear
+  // that flag between io_uring's check and eventfd_write's own: the submitting thread, ringd's,
+  // would then sleep on a saturated counter. In the worker only the worker waits.
+  io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
   io_uring_sqe_set_data64(sqe, t.id);
   // Submitted now, not batched: the kernel resolves the fd number at submission, and the caller
   // may close the fd right after Wake returns.

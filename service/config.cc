@@ -99,9 +99,9 @@ absl::Status ValidateConfig(const Config& c) {
     return absl::InvalidArgumentError(
         "--max_pinned_bytes is too small to hold even the smallest queue");
   }
-  if (c.serve_budget_bytes < 4096) {
+  if (c.serve_budget_bytes != 0 && c.serve_budget_bytes < 1024) {
     return absl::InvalidArgumentError(absl::StrCat("--serve_budget_bytes=", c.serve_budget_bytes,
-                                                   ": must be >= 4096"));
+                                                   ": must be 0 (the backend's default) or >= 1024"));
   }
   if (c.handshake_timeout_ms == 0) {
     return absl::InvalidArgumentError("--handshake_timeout_ms must be > 0");

@@ -59,8 +59,8 @@ struct Config {
   std::string admin_group = "pinring-admin";
   // A connection that has not completed Hello after this long is closed.
   std::uint32_t handshake_timeout_ms = 5000;
-  // Work per queue per serving pass (QueueParams::budget_bytes).
-  std::uint64_t serve_budget_bytes = 16 * 1024;
+  // Work per queue per serving pass (QueueParams::budget_bytes); 0 = the backend's default.
+  std::uint64_t serve_budget_bytes = 0;
   ForkMode default_fork_mode = ForkMode::kShared;  // for ringd's registration of queue rings
   // --default_fork_mode was given: default_fork_mode is announced to clients (HelloReply) as the
   // last layer of their region default (docs/fork-modes.md).

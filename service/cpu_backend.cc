@@ -28,6 +28,7 @@ class CpuBackend final : public Backend {
  public:
   absl::string_view name() const override { return "cpu"; }
   std::string device() const override { return ""; }
+  std::uint64_t default_serve_budget() const override { return 4 * 1024; }
 
   absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void*, std::size_t, bool) override {
     return std::make_unique<CpuMemory>();

@@ -59,10 +59,11 @@ ABSL_FLAG(std::string, admin_group, "pinring-admin",
           "connection reserve; others see only their own uid's clients (ringd(8), STATS POLICY)");
 ABSL_FLAG(std::uint32_t, handshake_timeout_ms, 5000,
           "Connections that have not completed Hello after this many milliseconds are closed");
-ABSL_FLAG(std::uint64_t, serve_budget_bytes, 16 * 1024,
-          "Work one serving pass does for one queue, in bytes moved (a CHECKSUM byte counts 8): "
+ABSL_FLAG(std::uint64_t, serve_budget_bytes, 0,
+          "Work one serving pass does for one queue, in bytes moved (a CHECKSUM byte counts 32): "
           "larger descriptors run in slices of this size, so tenants sharing a poller or the "
-          "event loop interleave at this granularity");
+          "event loop interleave at this granularity. 0 = the backend's default (cpu 4096, "
+          "verbs 1048576: one device chunk)");
 ABSL_FLAG(std::string, default_fork_mode, "",
           "Fork mode of regions whose client chose none (no region option, ClientOptions default "
           "or PINRING_FORK_MODE; announced in the handshake), of regions registered with fork_mode "

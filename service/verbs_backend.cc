@@ -74,6 +74,7 @@ class VerbsBackend final : public Backend {
 
   absl::string_view name() const override { return "verbs"; }
   std::string device() const override { return dev_->name(); }
+  std::uint64_t default_serve_budget() const override { return kChunk; }
 
   absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void* addr, std::size_t len,
                                                           bool device_writable) override {

@@ -604,7 +604,8 @@ TEST_F(IsolationTest, AliasedHandlesOverlapIsRefusedAndDisjointCopiesAreExact) {
 
 // --- item 9 ------------------------------------------------------------------------------------
 TEST_F(IsolationTest, FencedCopiesWaitForEarlierOnes) {
-  ASSERT_NO_FATAL_FAILURE(Start());
+  // A budget that lets the three COPYs share one pass: only the fences split it.
+  ASSERT_NO_FATAL_FAILURE(Start({"--serve_budget_bytes=1048576"}));
   auto c = Connect("fencer");
   ASSERT_NE(c, nullptr);
   constexpr std::size_t kSize = 64 * 1024;

@@ -122,6 +122,7 @@ class FailingBackend final : public Backend {
  public:
   absl::string_view name() const override { return "failing"; }
   std::string device() const override { return ""; }
+  std::uint64_t default_serve_budget() const override { return 8192; }
   absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void*, std::size_t, bool) override {
     return absl::UnavailableError("no");
   }
@@ -212,6 +213,7 @@ class RecordingBackend final : public Backend {
  public:
   absl::string_view name() const override { return "recording"; }
   std::string device() const override { return ""; }
+  std::uint64_t default_serve_budget() const override { return 8192; }
   absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void* a, std::size_t n, bool w) override {
     return cpu_->Register(a, n, w);
   }
@@ -282,7 +284,7 @@ TEST(QueueServerTest, LargeDescriptorRunsInSlicesWithTheSameResult) {
     ++passes;
     ASSERT_TRUE(q.server->busy()) << "stopped making progress after " << passes << " passes";
   }
-  // 1 MiB of CHECKSUM at 16 KiB / 8 per pass: 512 slices.
+  // 1 MiB of CHECKSUM at 8 KiB / 32 per pass: 4096 slices.
   EXPECT_GT(passes, 100);
   ASSERT_EQ(q.cq.Peek(1), 1u);
   EXPECT_EQ(q.cq.Slot(0).status, 0);
