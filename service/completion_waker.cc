@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 
 #include "pinring/status.h"
 
@@ -114,6 +115,21 @@ void CompletionWaker::Reap() {
     t.in_flight = false;
     if (res != static_cast<int>(sizeof kOne)) ++t.dropped;
     if (t.again) Submit(t);
+  }
+}
+
+void CompletionWaker::Drain(int timeout_ms) {
+  if (!use_uring_) return;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!in_flight_.empty()) {
+    const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return;
+    __kernel_timespec ts{left.count() / 1'000'000'000, left.count() % 1'000'000'000};
+    io_uring_cqe* cqe = nullptr;
+    const int rc = io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
+    if (rc < 0 && rc != -EINTR) return;  // -ETIME: the rest stays pending, cancelled at exit
+    Reap();
   }
 }
 

@@ -46,6 +46,10 @@ class CompletionWaker {
   void Reap();
   // `t` is going away or moving to another waker: forget its pending write (its CQE is ignored).
   void Forget(WakeTarget& t);
+  // Waits up to `timeout` for the writes in flight to finish (shutdown: the last wakes must
+  // reach their clients before the ring is torn down). A write that cannot finish (a saturated
+  // counter) is abandoned when the timeout passes.
+  void Drain(int timeout_ms);
 
   // Readable when Reap has work (the io_uring fd); -1 when wakes never go through io_uring.
   int fd() const { return use_uring_ ? ring_.ring_fd : -1; }

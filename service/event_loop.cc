@@ -493,8 +493,11 @@ void EventLoop::Disconnect(std::uint64_t client_id, absl::string_view why) {
 
 void EventLoop::Shutdown() {
   Notify("STOPPING=1\nSTATUS=stopping: notifying clients");
+  for (auto& [id, c] : clients_) c->NotifyShutdown("ringd is stopping");
+  // The completion-eventfd wakes of NotifyShutdown may still be in the kernel's worker: let them
+  // land before the rings go away (bounded: a client that saturated its counter gets none).
+  waker_->Drain(/*timeout_ms=*/500);
   for (auto& [id, c] : clients_) {
-    c->NotifyShutdown("ringd is stopping");
     c->Teardown();
     retired_ += c->CountersNow();
   }
