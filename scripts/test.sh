@@ -7,14 +7,22 @@
 #      host has an RDMA device), where a missing device is a failure, not a skip
 #   5. `vm` tests (each boots its own guests)
 #   6. an ASan+UBSan build and its `unit` tests
+#   7. a clang build with -Wthread-safety as an error (the ABSL_GUARDED_BY annotations)
+#   8. the libFuzzer targets: every committed corpus replayed, then 60 s of fuzzing each
+#      (scripts/fuzz.sh)
+#   9. a ThreadSanitizer build (against a TSan-built Abseil, scripts/absl-tsan.sh) and its `unit`
+#      tests, the soak's quick mode among them
 # Every stage runs even if an earlier one failed; the exit status is non-zero if any failed.
 # Environment: PINRING_BUILD_DIR (default build), PINRING_ASAN_BUILD_DIR (default build-asan),
-# PINRING_SKIP_ASAN=1 / PINRING_SKIP_VM=1 to leave a stage out for a quick local run.
+# PINRING_SKIP_ASAN=1 / PINRING_SKIP_VM=1 / PINRING_SKIP_FUZZ=1 / PINRING_SKIP_TSAN=1 to leave a
+# stage out for a quick local run.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 BUILD=${PINRING_BUILD_DIR:-$ROOT/build}
 ASAN_BUILD=${PINRING_ASAN_BUILD_DIR:-$ROOT/build-asan}
+TSA_BUILD=$ROOT/build-thread-safety
+TSAN_BUILD=$ROOT/build-tsan
 LOGDIR=$BUILD/test-logs
 JOBS=$(nproc)
 
@@ -81,6 +89,45 @@ if [[ ${PINRING_SKIP_ASAN:-0} != 1 ]]; then
       run_ctest asan ctest --test-dir "$ASAN_BUILD" -L unit --output-on-failure -j "$JOBS" --timeout 900
   else
     failed_stages+=("asan-build")
+    total_failed=$((total_failed + 1))
+  fi
+fi
+
+stage "clang -Wthread-safety build ($TSA_BUILD)"
+if CC=clang CXX=clang++ cmake -S . -B "$TSA_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+     -DPINRING_THREAD_SAFETY=ON -DPINRING_BUILD_TESTS=OFF -DPINRING_BUILD_BENCH=OFF \
+     -DPINRING_BUILD_EXAMPLES=OFF && cmake --build "$TSA_BUILD" -j "$JOBS"; then
+  echo "thread-safety: the annotations hold"
+  total_passed=$((total_passed + 1))
+else
+  failed_stages+=("thread-safety")
+  total_failed=$((total_failed + 1))
+fi
+
+if [[ ${PINRING_SKIP_FUZZ:-0} != 1 ]]; then
+  stage "fuzzing (libFuzzer: corpora replayed, 60 s per target)"
+  scripts/fuzz.sh --seconds="${PINRING_FUZZ_SECONDS:-60}" 2>&1 | tee "$LOGDIR/fuzz.log"
+  rc=${PIPESTATUS[0]}
+  line=$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed' "$LOGDIR/fuzz.log" | tail -n 1)
+  if [[ -n $line ]]; then
+    total_passed=$((total_passed + $(sed -E 's/fuzz: ([0-9]+) passed.*/\1/' <<<"$line")))
+    total_failed=$((total_failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$line")))
+  fi
+  if ((rc != 0)); then failed_stages+=("fuzz"); fi
+fi
+
+if [[ ${PINRING_SKIP_TSAN:-0} != 1 ]]; then
+  stage "ThreadSanitizer build ($TSAN_BUILD) and unit tests"
+  if absl_tsan=$(scripts/absl-tsan.sh) &&
+     CC=clang CXX=clang++ cmake -S . -B "$TSAN_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+       -DPINRING_TSAN=ON -DPINRING_BUILD_BENCH=OFF -DPINRING_BUILD_EXAMPLES=OFF \
+       -DCMAKE_PREFIX_PATH="$absl_tsan" -Dabsl_DIR="$absl_tsan/lib/cmake/absl" &&
+     cmake --build "$TSAN_BUILD" -j "$JOBS"; then
+    # halt_on_error: a race report fails the test (ringd exits with it) instead of scrolling past.
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+      run_ctest tsan ctest --test-dir "$TSAN_BUILD" -L unit --output-on-failure -j "$JOBS" --timeout 900
+  else
+    failed_stages+=("tsan-build")
     total_failed=$((total_failed + 1))
   fi
 fi

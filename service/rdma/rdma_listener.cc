@@ -1,5 +1,7 @@
 #include "service/rdma/rdma_listener.h"
 
+#include "service/rdma/connect_request.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -456,38 +458,13 @@ absl::StatusOr<Device*> RdmaListener::Impl::DeviceFor(ibv_context* verbs, int po
 }
 
 void RdmaListener::Impl::OnConnectRequest(rdma_cm_id* id, const std::string& pdata) {
-  // Untrusted: the private data is whatever the peer put in its REQ. Check size, magic, version
-  // and every size against our own limits before anything is allocated.
-  rdma::ConnectRequest req{};
-  if (pdata.size() < sizeof req) {
-    return Reject(id, absl::StatusCode::kInvalidArgument,
-                  absl::StrCat("private data of ", pdata.size(), " bytes: not a pinring client"));
+  // Untrusted: the private data is whatever the peer put in its REQ (connect_request.h).
+  auto decoded = DecodeConnectRequest(pdata, opts_.max_sq_entries);
+  if (!decoded.ok()) {
+    return Reject(id, decoded.status().code(), std::string(decoded.status().message()));
   }
-  std::memcpy(&req, pdata.data(), sizeof req);
-  if (req.magic != rdma::kRdmaMagic) {
-    return Reject(id, absl::StatusCode::kInvalidArgument, "bad magic: not a pinring client");
-  }
-  if (req.version != rdma::kRdmaVersion) {
-    return Reject(id, absl::StatusCode::kFailedPrecondition,
-                  absl::StrCat("rdma protocol version ", req.version, " unsupported"));
-  }
+  const rdma::ConnectRequest req = *decoded;
   const bool peer = (req.flags & rdma::kConnectFlagPeer) != 0;
-  if (peer) {
-    // A ringd peer has no rings: whatever it put in the ring fields is ignored (our staging
-    // sizes come from our own minimum), only its receive depth matters.
-    req.sq_entries = req.cq_entries = kMinRingEntries;
-    req.sq_addr = req.cq_addr = 1;
-  }
-  if (!IsValidRingSize(req.sq_entries) || !IsValidRingSize(req.cq_entries) ||
-      req.cq_entries < req.sq_entries || req.sq_entries > opts_.max_sq_entries ||
-      req.cq_entries > opts_.max_sq_entries * 2) {
-    return Reject(id, absl::StatusCode::kInvalidArgument,
-                  absl::StrCat("ring sizes ", req.sq_entries, "/", req.cq_entries,
-                               " invalid (max sq ", opts_.max_sq_entries, ")"));
-  }
-  if (req.recv_depth == 0 || req.sq_addr == 0 || req.cq_addr == 0) {
-    return Reject(id, absl::StatusCode::kInvalidArgument, "missing ring address or receive depth");
-  }
   if (conns_.size() >= opts_.max_connections) {
     return Reject(id, absl::StatusCode::kResourceExhausted,
                   absl::StrCat("connection limit ", opts_.max_connections, " reached"));
