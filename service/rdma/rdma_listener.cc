@@ -187,11 +187,16 @@ absl::Status Connection::RunOpMr(ibv_wr_opcode op, const MemoryRegion& mr,
   ibv_wc wc[8];
   for (std::uint32_t spins = 0;; ++spins) {
     PINRING_ASSIGN_OR_RETURN(int n, ch->Poll(absl::MakeSpan(wc)));
+    bool mine_done = false;
+    absl::Status mine;
     for (int i = 0; i < n; ++i) {
       if (wc[i].wr_id != wr_id) {
+        // Every other completion of the batch is handled, including those polled after ours:
+        // returning at ours dropped them (a doorbell's receive then never came back).
         HandleWc(wc[i]);
         continue;
       }
+      mine_done = true;
       if (wc[i].status != IBV_WC_SUCCESS) {
         qp_broken = true;
         // A failed RDMA op against the client: its rkey was revoked, its MR deregistered, or
@@ -200,10 +205,10 @@ absl::Status Connection::RunOpMr(ibv_wr_opcode op, const MemoryRegion& mr,
             op == IBV_WR_RDMA_READ ? "RDMA READ" : "RDMA WRITE", " of ", len, " bytes at 0x",
             absl::Hex(remote_addr), " rkey 0x", absl::Hex(rkey),
             " failed: ", ibv_wc_status_str(wc[i].status)));
-        return error;
+        mine = error;
       }
-      return absl::OkStatus();
     }
+    if (mine_done) return mine;
     if (qp_broken) return error;
     if ((spins & 255) == 255) {
       if (absl::Now() > deadline) {

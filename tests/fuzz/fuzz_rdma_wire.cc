@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "pinring/rdma_queue.h"
 #include "pinring/rdma_wire.h"
 #include "service/rdma/connect_request.h"
@@ -41,12 +42,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   using namespace pinring::ringd;
   if (size == 0) return 0;
   const std::uint8_t which = data[0] % 3;
-  const std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
+  const absl::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
   switch (which) {
     case 0: {
       std::uint32_t max_sq = 4096;
       if (rest.size() >= 4 && (rest[0] & 1)) std::memcpy(&max_sq, rest.data(), 4);
-      auto r = DecodeConnectRequest(rest, max_sq);
+      auto r = DecodeConnectRequest(std::string_view(rest.data(), rest.size()), max_sq);
       if (r.ok()) {
         // What ringd accepts it sizes staging from: must be within its limits.
         if (!IsValidRingSize(r->sq_entries) || r->sq_entries > max_sq ||
