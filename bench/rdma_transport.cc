@@ -8,22 +8,55 @@
 //   BM_RdmaTransportRoundTrip/copy_8B    COPY of 8 B between two of the client's regions, which
 //                                        ringd moves with RDMA READ + WRITE on the client's memory
 //
-// ringd is a real process (--backend=verbs --rdma_port=P), spawned pinned to kCpuB; the client
-// spins on kCpuA. Without a device ringd has no rdma listener and every row is skipped with why.
+// Tenant isolation on the rdma transport: the counterpart of bench/victim.h's BM_VictimNop rows,
+// with the same phases, counters, aggressor shape and --pinring_victim_* / aggressor flags:
+//
+//   BM_RdmaVictimNop/spin    the victim RdmaQueue polls its CQ (kSpin)
+//   BM_RdmaVictimNop/block   the victim sleeps on its completion channel (kBlock)
+//
+// One iteration is the whole measurement on one victim RdmaQueue (its own connection): NOP round
+// trips alone (victim_samples or victim_seconds, whichever ends first), then again while an
+// aggressor thread (a second RdmaQueue: its own connection to the same rdma listener, its own two
+// aggressor_bytes regions, kBlock) keeps kAggressorCommits commits of kAggressorCopies COPY +
+// kAggressorChecksums CHECKSUM in flight, then the aggressor drains and disconnects. A victim
+// round trip is waited for at most min(victim.h's kSampleTimeout, max(victim_seconds, 1 s)); a
+// longer one is kept at the time waited and ends its phase (victim_timed_out = 1), so the row is
+// bounded however long ringd's rdma thread stays on the aggressor. Extra counters:
+// sample_timeout_s (that bound); aggressor_desc_ns (mean time of one aggressor descriptor in its
+// first commit, alone: what a victim queued behind one descriptor waits at least); for a timed-out
+// round trip, censored_nop_ns (its NOP's submit to completion, waited for while the aggressor
+// drains) and censored_nop_after_aggressor_ns (that completion minus the aggressor's last one);
+// aggressor_doorbells_rerung (see kStallCommits).
+//
+// ringd is a real process (--backend=verbs --rdma_port=P), spawned pinned to kCpuB; the clients
+// run on kCpuA. Without a device ringd has no rdma listener and every row is skipped with why.
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <future>
 #include <memory>
 #include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "bench_util.h"
 #include "pinring/descriptors.h"
 #include "pinring/rdma_queue.h"
 #include "pinring/verbs_device.h"
 #include "ringd_fixture.h"
 #include "tests/common/self_rdma_address.h"
+#include "victim.h"
 
 namespace pinring::bench {
 namespace {
@@ -37,7 +70,23 @@ std::uint16_t RdmaPort() {
   return static_cast<std::uint16_t>(20000 + getpid() % 20000);
 }
 
+// RdmaQueue::Connect, retried for up to 30 s: ringd opens its rdma listener after its control
+// socket, so the first attempts may come before it listens.
+absl::StatusOr<std::unique_ptr<RdmaQueue>> ConnectRetrying(const RdmaQueueOptions& o) {
+  absl::Status last;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    auto q = RdmaQueue::Connect(o);
+    if (q.ok()) return q;
+    last = q.status();
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  return absl::UnavailableError(
+      absl::StrCat("RdmaQueue::Connect(", o.address, ":", o.port, "): ", last.ToString()));
+}
+
 struct Transport {
+  RdmaQueueOptions options;  // address and port of this process's ringd; more queues start here
   std::unique_ptr<RdmaQueue> q;
   RdmaRegion* src = nullptr;
   RdmaRegion* dst = nullptr;
@@ -53,7 +102,7 @@ Transport& GetTransport() {
       out.error = f.error;
       return out;
     }
-    RdmaQueueOptions o;
+    RdmaQueueOptions& o = out.options;
     o.address = testing::SelfRdmaAddress();  // ringd is on this host
     if (o.address.empty()) {
       out.error = std::string("no RDMA device with an IPv4 GID: ") + std::string(kNoDeviceFix);
@@ -63,25 +112,14 @@ Transport& GetTransport() {
     o.sq_entries = 64;
     o.completion_wait = wire::CompletionWait::kSpin;
     o.timeout = absl::Seconds(20);
-    // ringd opens its rdma listener after its control socket: retry while it comes up.
-    absl::Status last;
-    const absl::Time deadline = absl::Now() + absl::Seconds(30);
     ScopedAffinity restore;
     PinToCpu(kCpuA);
-    while (absl::Now() < deadline) {
-      auto q = RdmaQueue::Connect(o);
-      if (q.ok()) {
-        out.q = std::move(*q);
-        break;
-      }
-      last = q.status();
-      absl::SleepFor(absl::Milliseconds(200));
-    }
-    if (out.q == nullptr) {
-      out.error =
-          "RdmaQueue::Connect(" + o.address + ":" + std::to_string(port) + "): " + last.ToString();
+    auto q = ConnectRetrying(o);
+    if (!q.ok()) {
+      out.error = q.status().ToString();
       return out;
     }
+    out.q = std::move(*q);
     auto s = out.q->CreateRegion(4096);
     auto d = out.q->CreateRegion(4096);
     if (!s.ok() || !d.ok()) {
@@ -135,12 +173,318 @@ void BM_RdmaTransportRoundTrip(benchmark::State& state, bool copy) {
   state.SetLabel(t.q->device_name());
 }
 
+// --- tenant isolation: victim NOP round trip under an aggressor (bench/victim.h's shape) --------
+
+// The aggressor re-rings its doorbell (an empty Submit: a doorbell with the tail it already
+// announced) after this many commits' worth of its first commit's time, at least
+// kMinStallTimeout, with descriptors in flight and no completion: in this benchmark's guest runs
+// ringd's rdma thread sometimes never acted on the aggressor's last doorbell, and without a later
+// doorbell that work would never be done. Such a doorbell is harmless when ringd did see the
+// first one (it brings nothing new); the row counts them (aggressor_doorbells_rerung).
+inline constexpr std::uint32_t kStallCommits = 8;
+inline constexpr absl::Duration kMinStallTimeout = absl::Seconds(5);
+
+// The second tenant on the rdma transport: a thread with its own RdmaQueue (its own rdma_cm
+// connection to the same listener). Start() returns once its warm-up commit is done and the
+// flood's first two commits are submitted (or why it could not be); Stop() (also the destructor)
+// ends it and joins, so no thread outlives the benchmark.
+class RdmaAggressor {
+ public:
+  RdmaAggressor() = default;
+  RdmaAggressor(const RdmaAggressor&) = delete;
+  RdmaAggressor& operator=(const RdmaAggressor&) = delete;
+  ~RdmaAggressor() { Stop(); }
+
+  absl::Status Start(const RdmaQueueOptions& base, std::uint64_t bytes) {
+    std::promise<absl::Status> ready;
+    std::future<absl::Status> started = ready.get_future();
+    thread_ =
+        std::thread([this, base, bytes, r = std::move(ready)]() mutable { Run(base, bytes, r); });
+    absl::Status s = started.get();
+    if (!s.ok()) Stop();
+    return s;
+  }
+
+  // Stops submitting; the thread then drains what is in flight and disconnects. Does not wait.
+  void RequestStop() { stop_.store(true, std::memory_order_relaxed); }
+  // RequestStop, waits (at most kDrainTimeout) for what is in flight, disconnects, joins.
+  void Stop() {
+    RequestStop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  std::uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
+  std::uint64_t failed() const { return failed_.load(std::memory_order_relaxed); }
+  // TSC ticks when the aggressor last reaped a completion (final once Stop() returned).
+  std::uint64_t last_completion_ticks() const {
+    return last_completion_.load(std::memory_order_relaxed);
+  }
+  // Mean time of one descriptor of the first (warm-up) commit, which ran alone. Set by Start().
+  double desc_ns() const { return desc_ns_; }
+  // Doorbells re-rung after a stall (kStallCommits); final once Stop() returned.
+  std::uint64_t rerung() const { return rerung_.load(std::memory_order_relaxed); }
+  // After Stop(): non-empty if the aggressor's queue failed or its drain timed out.
+  const std::string& error() const { return error_; }
+
+ private:
+  void Run(const RdmaQueueOptions& base, std::uint64_t bytes, std::promise<absl::Status>& ready) {
+    bool signalled = false;
+    auto fail = [&](const absl::Status& s) {
+      if (!signalled) {
+        ready.set_value(s);
+        signalled = true;
+      } else {
+        error_ = s.ToString();
+      }
+    };
+    PinToCpu(kCpuA);  // beside the victim, off ringd's CPU; it sleeps while ringd works
+    RdmaQueueOptions o = base;
+    o.sq_entries = 16;
+    o.completion_wait = wire::CompletionWait::kBlock;
+    auto q = ConnectRetrying(o);
+    if (!q.ok()) return fail(q.status());
+    auto src = (*q)->CreateRegion(bytes);
+    if (!src.ok()) return fail(src.status());
+    auto dst = (*q)->CreateRegion(bytes);
+    if (!dst.ok()) return fail(dst.status());
+    std::memset((*src)->data(), 0x5a, bytes);
+    std::memset((*dst)->data(), 0, bytes);
+    RdmaQueue& rq = **q;
+    for (int i = 0; i < 4; ++i) {  // warm-up NOPs: the first READs of the ring
+      auto c = rq.SubmitAndWait(MakeNop(0), absl::Seconds(20));
+      if (!c.ok()) return fail(c.status());
+    }
+    std::uint64_t seq = 0;
+    // As many whole commits as the in-flight cap (`commits` of them) allows, one doorbell each.
+    auto submit = [&](std::uint32_t commits = kAggressorCommits) -> absl::Status {
+      while (rq.in_flight() + kAggressorCommit <= commits * kAggressorCommit) {
+        Descriptor d[kAggressorCommit];
+        for (std::uint32_t i = 0; i < kAggressorCommit; ++i) {
+          const std::uint32_t s = (*src)->handle(), t = (*dst)->handle();
+          d[i] = i < kAggressorCopies ? MakeCopy(s, 0, t, 0, bytes, ++seq)
+                                      : MakeChecksum(i % 2 == 0 ? s : t, 0, bytes, ++seq);
+        }
+        if (absl::Status st = rq.Submit(absl::MakeConstSpan(d)); !st.ok()) return st;
+      }
+      return absl::OkStatus();
+    };
+    Completion out[16];
+    absl::Duration stall = absl::InfiniteDuration();  // set once the first commit's time is known
+    absl::Time progress = absl::Now();                // last completion or re-rung doorbell
+    // Waits up to `timeout` for completions and counts them; OK with none on timeout. After
+    // `stall` without a completion while work is in flight, rings the doorbell again.
+    auto reap = [&](absl::Duration timeout) -> absl::Status {
+      auto n = rq.Reap(absl::MakeSpan(out), timeout);
+      if (!n.ok()) return n.status();
+      std::uint64_t bad = 0;
+      for (std::size_t i = 0; i < *n; ++i) bad += out[i].status != 0;
+      completed_.fetch_add(*n - bad, std::memory_order_relaxed);
+      failed_.fetch_add(bad, std::memory_order_relaxed);
+      const absl::Time now = absl::Now();
+      if (*n > 0) {
+        last_completion_.store(Ticks(), std::memory_order_relaxed);
+        progress = now;
+      } else if (rq.in_flight() > 0 && now - progress >= stall) {
+        rerung_.fetch_add(1, std::memory_order_relaxed);
+        progress = now;
+        return rq.Submit(absl::Span<const Descriptor>());
+      }
+      return absl::OkStatus();
+    };
+    // One whole commit first, alone and waited for (its time is desc_ns), then the staggered
+    // start: one commit, and the second once ringd is working on the first, so that one waits
+    // in the ring while ringd works on the other. Each completion is refilled at once.
+    const absl::Time w0 = absl::Now();
+    if (absl::Status st = submit(1); !st.ok()) return fail(st);
+    while (completed() + failed() < kAggressorCommit) {
+      const absl::Duration left = w0 + kDrainTimeout - absl::Now();
+      if (left <= absl::ZeroDuration()) {
+        return fail(absl::DeadlineExceededError(absl::StrCat(
+            "first aggressor commit not done after ", absl::FormatDuration(kDrainTimeout))));
+      }
+      if (absl::Status st = reap(left); !st.ok()) return fail(st);
+    }
+    desc_ns_ = absl::ToDoubleNanoseconds(absl::Now() - w0) / kAggressorCommit;
+    stall =
+        std::max(kMinStallTimeout, absl::Nanoseconds(desc_ns_ * kAggressorCommit * kStallCommits));
+    progress = absl::Now();
+    if (absl::Status st = submit(1); !st.ok()) return fail(st);
+    absl::SleepFor(kStagger);
+    if (absl::Status st = submit(); !st.ok()) return fail(st);
+    ready.set_value(absl::OkStatus());
+    signalled = true;
+    while (!stop_.load(std::memory_order_relaxed)) {
+      // Reap wakes at least every 100 ms (its CM check); 50 ms re-checks stop_ 20 times/s.
+      if (absl::Status st = reap(absl::Milliseconds(50)); !st.ok()) return fail(st);
+      if (absl::Status st = submit(); !st.ok()) return fail(st);
+    }
+    const absl::Time deadline = absl::Now() + kDrainTimeout;
+    while (rq.in_flight() > 0) {
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) {
+        return fail(absl::DeadlineExceededError(
+            absl::StrCat(rq.in_flight(), " aggressor descriptors still in flight after ",
+                         absl::FormatDuration(kDrainTimeout))));
+      }
+      if (absl::Status st = reap(std::min(left, absl::Milliseconds(100))); !st.ok()) {
+        return fail(st);
+      }
+    }
+  }  // queue, regions and connection go here, on the aggressor's thread
+
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<std::uint64_t> completed_{0};
+  std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::uint64_t> last_completion_{0};
+  std::atomic<std::uint64_t> rerung_{0};
+  double desc_ns_ = 0;  // written before Start() returns (the promise orders it)
+  std::string error_;
+};
+
+// Victim round trips on `q` until `max_samples` or `cap` has passed, back to back or, with a
+// non-zero `interval`, one starting every `interval` (pacing spins for a kSpin queue, sleeps for
+// kBlock; it is not timed). Appends TSC ticks per round trip to `out`. Returns an error if the
+// queue failed; sets *timed_out (and returns OK) if one round trip exceeded `timeout`, whose NOP is
+// then still in flight (kept as a sample at the time waited; *censored_t0: when it was submitted).
+absl::Status RdmaVictimSamples(RdmaQueue& q, bool spin, std::uint64_t max_samples,
+                               absl::Duration interval, absl::Duration cap, absl::Duration timeout,
+                               std::vector<std::uint64_t>& out, bool* timed_out,
+                               std::uint64_t* censored_t0) {
+  const double tpn = TicksPerNs();
+  const std::uint64_t start = Ticks();
+  const std::uint64_t end =
+      start + static_cast<std::uint64_t>(absl::ToDoubleNanoseconds(cap) * tpn);
+  const auto interval_ticks = static_cast<std::uint64_t>(absl::ToDoubleNanoseconds(interval) * tpn);
+  std::uint64_t next = start;
+  static std::uint64_t seq = 0;  // user_data across phases and rows: each NOP its own
+  *timed_out = false;
+  for (std::uint64_t i = 0; i < max_samples && Ticks() < end; ++i) {
+    for (std::uint64_t now = Ticks(); now < next; now = Ticks()) {
+      if (!spin) absl::SleepFor(absl::Nanoseconds(static_cast<double>(next - now) / tpn));
+    }
+    const std::uint64_t t0 = Ticks();
+    next = t0 + interval_ticks;
+    const Descriptor d = MakeNop(++seq);
+    if (absl::Status s = q.Submit(absl::MakeConstSpan(&d, 1)); !s.ok()) return s;
+    Completion c{};
+    auto n = q.Reap(absl::MakeSpan(&c, 1), timeout);
+    if (!n.ok()) return n.status();
+    if (*n == 0) {  // waited `timeout`: keep it as a (censored) sample
+      out.push_back(Ticks() - t0);
+      *timed_out = true;
+      *censored_t0 = t0;
+      return absl::OkStatus();
+    }
+    if (c.user_data != seq || c.status != 0) {
+      return absl::InternalError(absl::StrCat("victim NOP ", seq, ": completion user_data ",
+                                              c.user_data, " status ", c.status));
+    }
+    out.push_back(Ticks() - t0);
+  }
+  return absl::OkStatus();
+}
+
+void BM_RdmaVictimNop(benchmark::State& state, wire::CompletionWait wait, const Options& opt) {
+  Transport& t = GetTransport();
+  if (!t.error.empty()) return state.SkipWithError(t.error.c_str());
+  ScopedAffinity restore;
+  PinToCpu(kCpuA);
+  RdmaQueueOptions o = t.options;
+  o.sq_entries = 64;
+  o.completion_wait = wait;
+  auto q = ConnectRetrying(o);
+  if (!q.ok()) return state.SkipWithError(("victim: " + q.status().ToString()).c_str());
+  for (int i = 0; i < 64; ++i) {  // warm-up: the first READs fault in the ring pages
+    auto c = (*q)->SubmitAndWait(MakeNop(0), absl::Seconds(20));
+    if (!c.ok()) return state.SkipWithError(("warm-up: " + c.status().ToString()).c_str());
+  }
+  const absl::Duration cap = absl::Seconds(opt.victim_seconds);
+  const absl::Duration interval = absl::Microseconds(opt.victim_interval_us);
+  const absl::Duration timeout = std::min(kSampleTimeout, std::max(cap, absl::Seconds(1)));
+  const bool spin = wait == wire::CompletionWait::kSpin;
+  std::vector<std::uint64_t> alone, loaded;
+  alone.reserve(opt.victim_samples);
+  loaded.reserve(opt.victim_samples);
+  bool timed_out = false;
+  std::uint64_t agg_done = 0, agg_failed = 0, censored_t0 = 0, agg_rerung = 0;
+  double window_s = 0, desc_ns = 0, censored_ns = 0, served_after_ns = 0;
+  for (auto _ : state) {
+    absl::Status s = RdmaVictimSamples(**q, spin, opt.victim_samples, interval, cap, timeout, alone,
+                                       &timed_out, &censored_t0);
+    if (s.ok() && timed_out) s = absl::DeadlineExceededError("victim NOP timed out alone");
+    if (!s.ok()) return state.SkipWithError(("alone: " + s.ToString()).c_str());
+    RdmaAggressor a;
+    s = a.Start(t.options, opt.aggressor_bytes);
+    if (!s.ok()) return state.SkipWithError(("aggressor: " + s.ToString()).c_str());
+    desc_ns = a.desc_ns();
+    const std::uint64_t done0 = a.completed();
+    const absl::Time t0 = absl::Now();
+    s = RdmaVictimSamples(**q, spin, opt.victim_samples, interval, cap, timeout, loaded, &timed_out,
+                          &censored_t0);
+    window_s = absl::ToDoubleSeconds(absl::Now() - t0);
+    agg_done = a.completed() - done0;
+    // The censored NOP, waited for while the aggressor stops submitting and drains: when it
+    // completes, against the aggressor's last completion, shows whether ringd's rdma thread
+    // served it between the aggressor's descriptors or only once the aggressor had run dry.
+    std::string lost;
+    std::uint64_t done_ticks = 0;
+    if (s.ok() && timed_out) {
+      a.RequestStop();
+      Completion c{};
+      auto n = (*q)->Reap(absl::MakeSpan(&c, 1), kDrainTimeout);
+      done_ticks = Ticks();
+      if (!n.ok() || *n == 0) lost = n.ok() ? "no completion" : n.status().ToString();
+    }
+    a.Stop();
+    agg_failed = a.failed();
+    agg_rerung = a.rerung();
+    if (!s.ok()) return state.SkipWithError(("with aggressor: " + s.ToString()).c_str());
+    if (!a.error().empty()) return state.SkipWithError(("aggressor: " + a.error()).c_str());
+    if (agg_failed != 0) {
+      return state.SkipWithError(
+          absl::StrCat(agg_failed, " aggressor descriptors completed with an error").c_str());
+    }
+    if (!lost.empty()) return state.SkipWithError(("victim NOP lost: " + lost).c_str());
+    if (timed_out) {
+      censored_ns = static_cast<double>(done_ticks - censored_t0) / TicksPerNs();
+      served_after_ns =
+          (static_cast<double>(done_ticks) - static_cast<double>(a.last_completion_ticks())) /
+          TicksPerNs();
+    }
+  }
+  ReportPercentiles(state, "alone", alone);
+  ReportPercentiles(state, "loaded", loaded);
+  if (state.counters.count("alone_p99_ns") && state.counters.count("loaded_p99_ns")) {
+    state.counters["p99_ratio"] = state.counters["loaded_p99_ns"] / state.counters["alone_p99_ns"];
+  }
+  state.counters["victim_timed_out"] = timed_out ? 1 : 0;
+  state.counters["sample_timeout_s"] = absl::ToDoubleSeconds(timeout);
+  if (timed_out) {
+    // Submit to completion of the censored NOP, and its completion after (> 0) or before (< 0)
+    // the aggressor's last one.
+    state.counters["censored_nop_ns"] = censored_ns;
+    state.counters["censored_nop_after_aggressor_ns"] = served_after_ns;
+  }
+  state.counters["aggressor_bytes"] = static_cast<double>(opt.aggressor_bytes);
+  state.counters["aggressor_descs"] = static_cast<double>(agg_done);
+  state.counters["aggressor_desc_ns"] = desc_ns;
+  state.counters["aggressor_doorbells_rerung"] = static_cast<double>(agg_rerung);
+  // Bytes of COPY and CHECKSUM work completed per second while the victim sampled.
+  state.counters["aggressor_work_bytes_per_s"] =
+      window_s > 0 ? static_cast<double>(agg_done * opt.aggressor_bytes) / window_s : 0;
+  state.SetLabel(absl::StrCat("victim + aggressor cpu 0, ringd cpu 1 (rdma listener, ",
+                              (*q)->device_name(), "); aggressor ", kAggressorCommits,
+                              " commits of ", kAggressorCopies, " COPY + ", kAggressorChecksums,
+                              " CHECKSUM ", SizeName(opt.aggressor_bytes), " in flight"));
+}
+
 }  // namespace
 }  // namespace pinring::bench
 
 int main(int argc, char** argv) {
   using namespace pinring::bench;
-  return RunMain(argc, argv, [](const Options&) {
+  return RunMain(argc, argv, [](const Options& o) {
     benchmark::RegisterBenchmark("BM_RdmaTransportRoundTrip/nop",
                                  [](benchmark::State& s) { BM_RdmaTransportRoundTrip(s, false); })
         ->UseRealTime()
@@ -149,5 +493,17 @@ int main(int argc, char** argv) {
                                  [](benchmark::State& s) { BM_RdmaTransportRoundTrip(s, true); })
         ->UseRealTime()
         ->Unit(benchmark::kMicrosecond);
+    benchmark::AddCustomContext("pinring_victim_samples", std::to_string(o.victim_samples));
+    benchmark::AddCustomContext("pinring_victim_interval_us", std::to_string(o.victim_interval_us));
+    benchmark::AddCustomContext("pinring_victim_seconds", std::to_string(o.victim_seconds));
+    benchmark::AddCustomContext("pinring_aggressor_bytes", std::to_string(o.aggressor_bytes));
+    for (auto [name, wait] :
+         {std::tuple{"BM_RdmaVictimNop/spin", pinring::wire::CompletionWait::kSpin},
+          std::tuple{"BM_RdmaVictimNop/block", pinring::wire::CompletionWait::kBlock}}) {
+      benchmark::RegisterBenchmark(name, BM_RdmaVictimNop, wait, o)
+          ->Iterations(1)  // one iteration is the whole bounded measurement
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+    }
   });
 }

@@ -106,6 +106,30 @@ WHY = {
         "flight, complete the descriptor from its work completion), which belongs to the "
         "architecture step (per-connection asynchronous progress), or a smaller "
         "--serve_budget_bytes for the verbs backend at the cost of large-op throughput.",
+    "BM_RdmaVictimNop":
+        "ringd's rdma listener serves every rdma connection on one thread, and it executes a "
+        "descriptor synchronously: it RDMA-READs the run of descriptors one doorbell announced, "
+        "then moves each COPY or CHECKSUM through its 64 KiB bounce buffer one chunk at a time, "
+        "posting one RDMA READ (and for a COPY one RDMA WRITE) per chunk and spinning on its "
+        "completion, each bounded only by the 10 s op timeout, before the next chunk; the "
+        "completions are written and notified after the whole run. Nothing slices a large "
+        "descriptor (the shm transport's --serve_budget_bytes does not apply here) and no other "
+        "connection is looked at meanwhile, so a victim's NOP waits at least for the aggressor's "
+        "whole descriptor (the time of one is given above the table: hundreds of ms for 8 MiB "
+        "under emulated rxe). Behind a flood it waits longer still: the listener keeps serving a "
+        "connection for as long as new doorbells arrive while it works (its per-connection "
+        "service loop runs until that connection's inbox is empty), and an aggressor that "
+        "refills its ring as each commit completes always has the next one waiting, so the "
+        "victim's doorbell is not looked at until the aggressor runs dry. A victim round trip "
+        "then ends at the row's timeout (the loaded p99 is that timeout and the ratio a lower "
+        "bound), and the lines above the table say when that NOP did complete, once the "
+        "aggressor had stopped submitting at the end of the phase, against the aggressor's last "
+        "completion. Fix: "
+        "per-connection asynchronous progress on the rdma thread (post a descriptor's chunk "
+        "work requests, go on to the other connections while they are in flight, complete the "
+        "descriptor from its work completions, and bound what one connection gets per pass, "
+        "round-robin like the shm transport's slices), which is the project's architecture "
+        "step (issue 14).",
     "fork":
         "if the smaller sizes of the same mode stay at or below the target, a lone miss at 1 GiB "
         "is as likely noise on a loaded machine (the evaluator's median of a few forks) as a "
@@ -347,8 +371,11 @@ def victim_table(sec, out):
     shapes = {p["aggressor_bytes"] for p in params.values()}
     size = " or ".join(fmt_bytes(b) for b in sorted(shapes)) if shapes else "64 MiB"
     out.append("Two clients of one ringd (its default single poller; host `--backend=cpu`, guest "
-               "`--backend=verbs`). The **victim** submits one NOP and waits for its completion "
-               "(busy-poll: it spins; eventfd: it blocks), first alone, then while an "
+               "`--backend=verbs`; the rdma transport rows: ringd's rdma listener, one thread, "
+               "each client an `RdmaQueue` with its own rdma_cm connection, rings and regions, "
+               "the victim spinning on its CQ or sleeping on its completion channel, the "
+               "aggressor always sleeping). The **victim** submits one NOP and waits for its "
+               "completion (busy-poll: it spins; eventfd: it blocks), first alone, then while an "
                "**aggressor** — a second client with its own connection, queue and two "
                f"{size} regions, its queue in the victim's doorbell mode — keeps 2 commits of "
                f"2 COPY + 2 CHECKSUM of {size} each in flight (staggered, so that one waits in "
@@ -356,28 +383,58 @@ def victim_table(sec, out):
                "continuously. Both phases use the same victim queue in the same run. The ratio is "
                "the victim's p99 with the aggressor over its p99 alone: one tenant's large "
                "operations should not stall another tenant's small ones (target ≤ 2×).\n")
-    for where in ("host", "guest"):
-        p = params.get(where)
+    for part, title in (("host", "Host"), ("guest", "Guest"),
+                        ("rdma", "Guest, rdma transport")):
+        p = params.get(part)
         if p:
             pace = ("back to back" if not p.get("interval_us") else
                     f"one started every {fmt_ns(p['interval_us'] * 1e3)} (at once when the "
                     "previous one took longer)")
-            out.append(f"{where.capitalize()}: each phase is at most {p['samples']} round trips, "
+            out.append(f"{title}: each phase is at most {p['samples']} round trips, "
                        f"{pace}, or {p['seconds']:g} s, whichever ends first (a starved victim "
                        "may take seconds per round trip; the samples columns say how many were "
-                       "taken).\n")
+                       "taken)" + (f"; aggressor regions of {fmt_bytes(p['aggressor_bytes'])}"
+                                   if len(shapes) > 1 else "") + ".\n")
+    rdma = [r for r in sec["rows"] if r.get("part") == "rdma" and r.get("value")]
+    if rdma:
+        out.append("rdma transport: a victim round trip is waited for at most "
+                   f"{rdma[0]['value'].get('sample_timeout_s', 120):g} s (the phase cap) in these "
+                   "rows. \"One aggressor descriptor\" below is the mean time of one descriptor of "
+                   "the aggressor's first commit, run alone before the flood: ringd's rdma thread "
+                   "serves no other connection for that long.\n")
+        for r in rdma:
+            w = r["value"]
+            line = (f"`{r['id']}`: one aggressor descriptor took "
+                    f"{fmt_ns(w.get('aggressor_desc_ns'))}.")
+            c, after = w.get("censored_nop_ns"), w.get("censored_nop_after_aggressor_ns")
+            if w.get("timed_out") and c is not None and after is not None:
+                when = (f"{fmt_ns(after)} after" if after >= 0 else f"{fmt_ns(-after)} before")
+                line += (f" The round trip that timed out completed {fmt_ns(c)} after its NOP was "
+                         "submitted (the aggressor stopped submitting when the phase ended and "
+                         f"drained what it had in flight), {when} the aggressor reaped its last "
+                         "completion (both clients stamp the time when their thread sees the "
+                         "completion, so a few ms either way means \"next\").")
+            if w.get("aggressor_doorbells_rerung"):
+                line += (" The aggressor rang its doorbell again "
+                         f"{w['aggressor_doorbells_rerung']:.0f} time(s) with the tail it had "
+                         "already announced, after a long wait with descriptors in flight and no "
+                         "completion (such a doorbell brings nothing new unless ringd's rdma "
+                         "thread had missed the first one; without it, the missed descriptors "
+                         "would never complete).")
+            out.append(line + "\n")
     out.append("| where | backend | doorbell | alone p50 | alone p99 | samples | with aggressor "
                "p50 | with aggressor p99 | samples | aggressor work meanwhile (COPY + CHECKSUM "
                "bytes/s) | ratio (p99 with / p99 alone) | target |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in sec["rows"]:
         v = r.get("value")
-        head = f"| {r['where']} | {r['backend']} | {r['mode']} | "
+        head = f"| {r['where']} | {r['backend']} | {r.get('doorbell') or r['mode']} | "
         if v is None:
             out.append(head + f"{r['missing']} | | | | | | | {fmt_ratio(None)} | {verdict(r)} |")
             continue
         a, l = v["alone"], v["loaded"]
-        note = " (a round trip hit the 120 s timeout: phase cut short)" if v.get("timed_out") else ""
+        note = (f" (a round trip hit the {v.get('sample_timeout_s', 120):g} s timeout: phase cut "
+                "short)" if v.get("timed_out") else "")
         out.append(head + f"{fmt_ns(a['p50'])} | {fmt_ns(a['p99'])} | {a['samples']:.0f} | "
                    f"{fmt_ns(l['p50'])} | {fmt_ns(l['p99'])}{note} | {l['samples']:.0f} | "
                    f"{fmt_rate(v.get('aggressor_work_bytes_per_s'), 'B/s')} | "
@@ -385,7 +442,9 @@ def victim_table(sec, out):
     out.append("\nThe aggressor's throughput column shows that it kept ringd busy while the victim "
                "was measured; the rows come from `BM_VictimNop/busy-poll` and "
                "`BM_VictimNop/eventfd` (bench/victim.h) in pinring-bench-shm (host) and "
-               "pinring-bench-verbs (guest).\n")
+               "pinring-bench-verbs (guest), and from `BM_RdmaVictimNop/spin` and "
+               "`BM_RdmaVictimNop/block` (bench/rdma_transport.cc) in pinring-bench-rdma (guest, "
+               "rdma transport).\n")
 
 
 def render(res, docs):
