@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/container/flat_hash_map.h"
+#include "pinring/descriptors.h"
 
 namespace pinring::ringd {
 namespace {
@@ -30,16 +31,10 @@ class GrantTable final : public RemoteOps {
   absl::flat_hash_map<std::uint32_t, GrantedRegion> grants;
 };
 
+// ringlib's public builder, in the argument order of these tests.
 Descriptor Copy(std::uint32_t s, std::uint64_t so, std::uint32_t d, std::uint64_t dof,
                 std::uint64_t len) {
-  Descriptor x{};
-  x.opcode = static_cast<std::uint8_t>(Opcode::kCopy);
-  x.src_region = s;
-  x.src_offset = so;
-  x.dst_region = d;
-  x.dst_offset = dof;
-  x.length = len;
-  return x;
+  return MakeCopy(s, so, d, dof, len, /*user_data=*/0);
 }
 
 TEST(RdmaValidatorTest, OverlapThroughTwoGrantsOfTheSameMemory) {

@@ -14,51 +14,10 @@
 #include <thread>
 #include <vector>
 
-#include "common/require_device.h"
-#include "common/ringd_process.h"
-#include "raw_client.h"
-
-#ifndef PINRING_TEST_BACKEND
-#define PINRING_TEST_BACKEND "cpu"
-#endif
+#include "ringd_test_fixture.h"
 
 namespace pinring::testing {
 namespace {
-
-constexpr bool kVerbs = std::string_view(PINRING_TEST_BACKEND) == "verbs";
-
-class RingdTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (kVerbs) {
-      PINRING_REQUIRE_RDMA_DEVICE();
-    }
-  }
-  void Start(std::vector<std::string> extra = {}) {
-    extra.push_back(std::string("--backend=") + PINRING_TEST_BACKEND);
-    auto r = RingdProcess::Start(extra);
-    ASSERT_TRUE(r.ok()) << r.status();
-    ringd_ = std::move(*r);
-  }
-  std::unique_ptr<RawClient> Connect(const std::string& name = "test") {
-    auto c = RawClient::Connect(ringd_->socket_path());
-    EXPECT_TRUE(c.ok()) << c.status();
-    if (!c.ok()) return nullptr;
-    auto h = (*c)->Hello(name);
-    EXPECT_TRUE(h.ok()) << h.status();
-    return std::move(*c);
-  }
-  void TearDown() override {
-    if (ringd_ != nullptr && ringd_->Running()) {
-      auto rc = ringd_->Stop(SIGTERM);
-      EXPECT_TRUE(rc.ok()) << rc.status();
-      if (rc.ok()) {
-        EXPECT_EQ(*rc, 0) << ringd_->Stderr();
-      }
-    }
-  }
-  std::unique_ptr<RingdProcess> ringd_;
-};
 
 void Pattern(TestRegion& r, std::uint32_t seed) {
   std::mt19937 g(seed);

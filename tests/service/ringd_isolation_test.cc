@@ -33,54 +33,22 @@
 #include <vector>
 
 #include "absl/strings/str_split.h"
-#include "common/require_device.h"
-#include "common/ringd_process.h"
 #include "pinring/client.h"
-#include "raw_client.h"
-
-#ifndef PINRING_TEST_BACKEND
-#define PINRING_TEST_BACKEND "cpu"
-#endif
+#include "ringd_test_fixture.h"
 
 namespace pinring::testing {
 namespace {
-
-constexpr bool kVerbs = std::string_view(PINRING_TEST_BACKEND) == "verbs";
 
 std::string ModeName(const ::testing::TestParamInfo<wire::DoorbellMode>& p) {
   return p.param == wire::DoorbellMode::kEventfd ? "eventfd" : "busypoll";
 }
 
-class IsolationTest : public ::testing::Test {
+class IsolationTest : public RingdTest {
  protected:
-  void SetUp() override {
-    if (kVerbs) {
-      PINRING_REQUIRE_RDMA_DEVICE();
-    }
-  }
+  // ringd without the rdma listener (these attacks are on the shm transport).
   void Start(std::vector<std::string> extra = {}) {
-    extra.push_back(std::string("--backend=") + PINRING_TEST_BACKEND);
     extra.push_back("--rdma_port=0");
-    auto r = RingdProcess::Start(extra);
-    ASSERT_TRUE(r.ok()) << r.status();
-    ringd_ = std::move(*r);
-  }
-  std::unique_ptr<RawClient> Connect(const std::string& name = "test") {
-    auto c = RawClient::Connect(ringd_->socket_path());
-    EXPECT_TRUE(c.ok()) << c.status();
-    if (!c.ok()) return nullptr;
-    auto h = (*c)->Hello(name);
-    EXPECT_TRUE(h.ok()) << h.status();
-    return std::move(*c);
-  }
-  // SIGTERM must work whatever the tenants did: ringd exits 0 within 10 s.
-  void ExpectCleanStop() {
-    auto rc = ringd_->Stop(SIGTERM, absl::Seconds(10));
-    ASSERT_TRUE(rc.ok()) << rc.status() << "\n" << ringd_->Stderr();
-    EXPECT_EQ(*rc, 0) << ringd_->Stderr();
-  }
-  void TearDown() override {
-    if (ringd_ != nullptr && ringd_->Running()) ExpectCleanStop();
+    RingdTest::Start(std::move(extra));
   }
   // A NOP round trip on a fresh queue of a fresh client: the "is everyone else still served?"
   // probe.
@@ -109,7 +77,6 @@ class IsolationTest : public ::testing::Test {
     if (!text.ok()) return {};
     return nlohmann::json::parse(*text);
   }
-  std::unique_ptr<RingdProcess> ringd_;
 };
 
 // --- item 1 ------------------------------------------------------------------------------------
@@ -161,7 +128,7 @@ TEST_P(HangTest, SaturatedEventfdWithFlippedFlagsHangsNobody) {
   attacker.reset();
   ExpectVictimServed(wire::DoorbellMode::kEventfd, "eventfd victim after the attacker left");
   ExpectVictimServed(wire::DoorbellMode::kBusyPoll, "busy-poll victim after the attacker left");
-  ExpectCleanStop();
+  ExpectCleanStop(absl::Seconds(10));
   stop.store(true);
   flipper.join();
 }
