@@ -25,7 +25,10 @@ void DeriveTenantLimits(Config& c, std::uint64_t mem_bytes, std::uint64_t nofile
   TenantLimits& t = c.tenants;
   if (t.max_connections == 0) {
     const std::uint64_t usable = nofile > kDaemonFds ? nofile - kDaemonFds : 1;
-    const std::uint64_t by_fds = usable / FdsPerConnection(c.limits);
+    // The admin reserve comes on top of --max_connections: leave room for it too.
+    const std::uint64_t per = FdsPerConnection(c.limits);
+    const std::uint64_t by_fds =
+        usable / per > kAdminReserveConnections ? usable / per - kAdminReserveConnections : 1;
     t.max_connections = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(by_fds, 1, 1024));
   }
   if (t.max_connections_per_uid == 0) t.max_connections_per_uid = std::max(1u, t.max_connections / 2);

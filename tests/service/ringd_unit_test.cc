@@ -46,6 +46,29 @@ TEST(RegionTableTest, HandlesAreUniqueAndLimited) {
   EXPECT_EQ(t.size(), 0u);
 }
 
+// Limits left at 0 come from the machine, and what they allow must fit in the fds ringd has:
+// every connection (the admin reserve included) at its worst case, plus ringd's own.
+TEST(ConfigTest, DerivedTenantLimitsFitTheFdLimit) {
+  for (std::uint64_t nofile : {1024ull, 20000ull, 65536ull, 1048576ull}) {
+    Config c;
+    DeriveTenantLimits(c, 16ull << 30, nofile);
+    const std::uint64_t need =
+        kDaemonFds + FdsPerConnection(c.limits) *
+                         (std::uint64_t{c.tenants.max_connections} + kAdminReserveConnections);
+    EXPECT_LE(need, nofile) << "RLIMIT_NOFILE " << nofile << ": " << c.tenants.max_connections;
+    EXPECT_GE(c.tenants.max_connections, 1u);
+    EXPECT_LE(c.tenants.max_connections, 1024u);
+    EXPECT_EQ(c.tenants.max_registered_bytes, 8ull << 30);
+    EXPECT_EQ(c.tenants.max_registered_bytes_per_uid, 4ull << 30);
+    EXPECT_GE(c.tenants.max_queues_per_uid, 1u);
+  }
+  Config set;  // a value given is kept
+  set.tenants.max_connections = 7;
+  DeriveTenantLimits(set, 1 << 30, 1024);
+  EXPECT_EQ(set.tenants.max_connections, 7u);
+  EXPECT_EQ(set.tenants.max_connections_per_uid, 3u);
+}
+
 TEST(ConfigTest, DefaultsAreValidAndBadValuesNameTheFlag) {
   Config c;
   c.socket_path = "/tmp/x.sock";
