@@ -383,8 +383,11 @@ absl::StatusOr<Resources> Measure(RingdProcess& ringd, bool verbs) {
   if (j.is_discarded()) return absl::InternalError("stats are not JSON");
   Resources r;
   r.registered = j["global"]["registered_bytes"].get<std::uint64_t>();
+  // Counted while this monitor connection is open, after ringd answered on it: ringd has then
+  // handled the hang-ups of every connection closed before it (the previous monitor's, the
+  // attacker's), and the count holds exactly one socket of ours.
+  r.fds = CountFds(ringd.pid());
   c->reset();
-  r.fds = CountFds(ringd.pid()) - 1;  // the monitor connection may not be gone yet: count it off
   r.rss_kib = RssKib(ringd.pid());
   if (verbs) r.mrs = CountMrs();
   return r;
