@@ -278,9 +278,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           FUZZ_CHECK(LegalStatus(d, st), "status %d illegal for opcode %u", c.status, d.opcode);
           if (st == CompletionStatus::kOk && d.opcode == static_cast<std::uint8_t>(Opcode::kChecksum) &&
               d.src_region >= 1 && d.src_region <= 3) {
-            // The regions are only changed by ringd's own ops in this pass; recompute the
-            // checksum only when it is the last op of the pass (later ops may rewrite the bytes).
-            if (k + 1 == n) {
+            // The regions are only changed by ringd's own ops; recompute the checksum only when
+            // it is the last op of the pass and no later descriptor began its first slice in the
+            // same pass (either may have rewritten the bytes since).
+            if (k + 1 == n && !server->busy()) {
               const Region* r = w.r[d.src_region - 1]->region;
               const std::uint64_t expect =
                   Fnv1a64(std::span<const std::byte>(r->base + d.src_offset, d.length));
