@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
     ro.max_regions_per_connection = config->limits.max_regions;
     ro.max_region_bytes = config->limits.max_region_bytes;
     ro.poll_window = absl::Microseconds(absl::GetFlag(FLAGS_rdma_poll_us));
+    ro.handshake_timeout = absl::Milliseconds(config->handshake_timeout_ms);
     // Connect, reject and connection-error lines: a remote peer triggers them, so rate-limited.
     ro.log = [](const std::string& line) { RINGD_LOG_LIMITED(kInfo, "rdma: ", line); };
     auto started = RdmaListener::Start(ro);

@@ -96,7 +96,8 @@ struct Connection final : RemoteOps {
   std::vector<std::pair<ControlMessage, std::uint32_t>> inbox;  // received, not yet handled
   std::uint64_t next_op = 0;
   absl::Duration op_timeout;
-  bool established = false;
+  bool established = false;  // the RTU arrived (RDMA_CM_EVENT_ESTABLISHED)
+  absl::Time accepted_at;     // when ringd sent its REP: the handshake timeout runs from here
   bool dead = false;        // transport gone: destroy at the end of the loop iteration
   bool qp_broken = false;   // a work completion failed: the QP is in ERROR
   absl::Status error;
@@ -486,6 +487,7 @@ void RdmaListener::Impl::OnConnectRequest(rdma_cm_id* id, const std::string& pda
   c->sq_mask = req.sq_entries - 1;
   c->cq_mask = req.cq_entries - 1;
   c->op_timeout = opts_.op_timeout;
+  c->accepted_at = absl::Now();
   if (absl::Status s = SetUp(*c); !s.ok()) {
     // The channel owns the id now: destroy QP etc. via the connection, reject first.
     rdma::ConnectReply rep{};
@@ -743,8 +745,9 @@ absl::Status RdmaListener::Impl::Execute(Connection& c) {
 void RdmaListener::Impl::Fail(Connection& c, absl::Status why) {
   if (c.dead) return;
   Log(absl::StrCat("connection ", c.id, " failed: ", why.ToString()));
-  if (!c.qp_broken) {
-    // Tell the client why, best effort, before the disconnect flushes everything.
+  if (!c.qp_broken && c.established) {
+    // Tell the client why, best effort, before the disconnect flushes everything. (A client that
+    // never finished its handshake cannot be told anything.)
     ControlMessage m{};
     m.magic = rdma::kRdmaMagic;
     m.type = static_cast<std::uint16_t>(ControlType::kError);
@@ -848,6 +851,12 @@ void RdmaListener::Impl::Run() {
     }
     std::vector<Connection*> dead;
     for (auto& [id, c] : conns_) {
+      // A REQ whose sender never sent the RTU: a half-open connection holds a QP and staging.
+      if (!c->established && !c->dead && now - c->accepted_at > opts_.handshake_timeout) {
+        Fail(*c, absl::DeadlineExceededError(absl::StrCat(
+                     "the client did not finish the rdma_cm handshake (no RTU) within ",
+                     absl::FormatDuration(opts_.handshake_timeout))));
+      }
       if (c->dead) dead.push_back(c.get());
     }
     for (Connection* c : dead) Destroy(c);

@@ -35,6 +35,11 @@ struct RdmaListenerOptions {
   std::uint32_t max_idle_doorbells = 1024;
   // Bound on one RDMA operation of ringd against a client; beyond it the connection fails.
   absl::Duration op_timeout = absl::Seconds(10);
+  // A connection ringd accepted must be established (the client's RTU) within this; otherwise it
+  // is dropped. A client that sends a REQ and never reads its rdma_cm events never sends the RTU,
+  // and without this bound each such REQ would hold a QP and ringd's staging MRs until the CM
+  // gave up on its REP (over a minute).
+  absl::Duration handshake_timeout = absl::Seconds(5);
   // After a doorbell or control message, keep polling the CQs this long before arming them and
   // sleeping: a client's next descriptor then costs no thread wake-up (as adaptive_poll_us does
   // for shm queues). Zero: always sleep on the completion channel.

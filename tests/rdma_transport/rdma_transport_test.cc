@@ -204,6 +204,53 @@ TEST_F(RdmaTransport, GarbageConnectRequestIsRejected) {
   EXPECT_GE(listener_->stats().rejected, 1u);
 }
 
+TEST(RdmaHandshake, HalfOpenConnectionIsDroppedAfterTheHandshakeTimeout) {
+  // A client that sends a well-formed REQ and never reads its rdma_cm events never sends the RTU.
+  // ringd accepted it and holds a QP and staging MRs for it: it must drop it after the handshake
+  // timeout, not when the CM gives up on its REP a minute later. (Found by pinring-soak's
+  // "connection flood, then SIGKILL mid-batch" round.)
+  PINRING_REQUIRE_RDMA_DEVICE();
+  ringd::RdmaListenerOptions o;
+  o.handshake_timeout = absl::Seconds(1);
+  auto listener = StartListener(o);
+  ASSERT_NE(listener, nullptr);
+  auto ch = rdma::RdmaChannel::Resolve(testing::SelfRdmaAddress(), listener->port(),
+                                       absl::Seconds(10));
+  ASSERT_TRUE(ch.ok()) << ch.status();
+  auto dev = VerbsDevice::Adopt((*ch)->verbs(), (*ch)->port_num());
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  ASSERT_TRUE((*ch)->CreateQp(**dev, {}).ok());
+  rdma::ConnectRequest req{};
+  req.magic = rdma::kRdmaMagic;
+  req.version = rdma::kRdmaVersion;
+  req.sq_entries = 16;
+  req.cq_entries = 16;
+  req.sq_addr = 0x10000;
+  req.cq_addr = 0x20000;
+  req.sq_rkey = 1;
+  req.cq_rkey = 2;
+  req.recv_depth = 4;
+  ASSERT_TRUE((*ch)->StartConnect(absl::MakeConstSpan(reinterpret_cast<const std::byte*>(&req),
+                                                      sizeof req)).ok());
+  const absl::Time t0 = absl::Now();
+  while (listener->stats().accepted == 0 && absl::Now() - t0 < absl::Seconds(20)) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(listener->stats().accepted, 1u) << "ringd never accepted the REQ";
+  // Dropped well before the CM's own REP timeout (about 16 retries of 4 s).
+  while (listener->stats().connected != 0 && absl::Now() - t0 < absl::Seconds(15)) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(listener->stats().connected, 0u) << "the half-open connection is still held";
+  EXPECT_EQ(listener->stats().failed, 1u);
+  (*ch)->DestroyQp();
+  dev->reset();
+  // And a real client still gets in and is served.
+  auto q = RdmaQueue::Connect(QueueOptionsFor(*listener));
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(DataCheck(**q, 8192, 5), "");
+}
+
 TEST_F(RdmaTransport, ConnectToNothingFailsCleanly) {
   auto o = QueueOptionsFor(*listener_);
   o.port = static_cast<std::uint16_t>(listener_->port() + 1);

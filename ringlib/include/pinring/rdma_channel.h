@@ -65,6 +65,10 @@ class RdmaChannel {
   // carries the server's reply (FromReply) and `reply` receives its private data when non-null.
   absl::Status Connect(absl::Span<const std::byte> private_data, absl::Duration timeout,
                        std::string* reply);
+  // Client: sends the REQ (rdma_connect) and returns; Connect is this plus the wait. Until the
+  // caller reads its rdma_cm events no RTU is sent (tests use this to leave a half-open
+  // connection in the server).
+  absl::Status StartConnect(absl::Span<const std::byte> private_data);
   // Server.
   absl::Status Accept(absl::Span<const std::byte> private_data);
   absl::Status Reject(absl::Span<const std::byte> private_data);

@@ -167,8 +167,7 @@ absl::StatusOr<int> RdmaChannel::WaitEvent(int expected, absl::Duration timeout,
   }
 }
 
-absl::Status RdmaChannel::Connect(absl::Span<const std::byte> private_data,
-                                  absl::Duration timeout, std::string* reply) {
+absl::Status RdmaChannel::StartConnect(absl::Span<const std::byte> private_data) {
   rdma_conn_param p{};
   p.private_data = private_data.data();
   p.private_data_len = static_cast<std::uint8_t>(private_data.size());
@@ -177,6 +176,12 @@ absl::Status RdmaChannel::Connect(absl::Span<const std::byte> private_data,
   p.retry_count = 7;
   p.rnr_retry_count = 7;  // infinite: a flooding client waits for ringd's receives, not ringd
   if (rdma_connect(id_, &p) != 0) return pinring::LastErrnoStatus("rdma_connect");
+  return absl::OkStatus();
+}
+
+absl::Status RdmaChannel::Connect(absl::Span<const std::byte> private_data,
+                                  absl::Duration timeout, std::string* reply) {
+  if (absl::Status s = StartConnect(private_data); !s.ok()) return s;
   std::string data;
   auto st = WaitEvent(RDMA_CM_EVENT_ESTABLISHED, timeout, &data);
   if (reply != nullptr) *reply = data;
