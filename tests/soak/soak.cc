@@ -36,8 +36,14 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/ringd_process.h"
+#include "common/self_rdma_address.h"
+#include "pinring/descriptors.h"
+#include "pinring/rdma_channel.h"
+#include "pinring/rdma_queue.h"
+#include "pinring/verbs_device.h"
 #include "service/raw_client.h"
 
 ABSL_FLAG(int, honest, 3, "Honest clients (threads doing verified work)");
@@ -47,6 +53,23 @@ ABSL_FLAG(std::string, backend, "cpu", "ringd --backend");
 ABSL_FLAG(int, answer_ms, 5000, "Bound on ringd's answer to a StatsRequest after each round");
 ABSL_FLAG(int, rss_slack_mib, 64, "RSS growth over the baseline still counted as no leak");
 ABSL_FLAG(int, round_ms, 300, "How long each attack runs");
+ABSL_FLAG(bool, rdma, false,
+          "Also soak the rdma transport (needs an RDMA device, e.g. inside deploy/softroce/pinring-rxe "
+          "run): ringd listens on --rdma_port, honest rdma clients verify their data and the attacks "
+          "include the rdma transport's");
+ABSL_FLAG(int, settle_ms, 0,
+          "How long ringd may take after a round to free what the attacker held (then: a leak). "
+          "0: 5 s, or 15 s with --rdma, where ringd's rdma listener can spend its 10 s RDMA "
+          "operation timeout on a client that died mid-batch");
+ABSL_FLAG(std::string, only, "", "Run only the attacks whose name contains this text (e.g. rdma)");
+ABSL_FLAG(std::string, attack_child, "",
+          "Internal: run this one attack against --attack_socket (and the rdma listener at "
+          "--attack_rdma, ADDRESS:PORT) for --round_ms, then exit. The soak re-executes itself so "
+          "that every attacker starts clean: a fork of the soak would inherit librdmacm's device "
+          "contexts, and the attacker's verbs objects would outlive it in the soak's fds");
+ABSL_FLAG(std::string, attack_socket, "", "Internal: see --attack_child");
+ABSL_FLAG(std::string, attack_rdma, "", "Internal: see --attack_child");
+ABSL_FLAG(int, honest_rdma, 2, "Honest rdma transport clients (threads), with --rdma");
 
 namespace pinring::testing {
 namespace {
@@ -294,6 +317,181 @@ void AliasedRegions(const std::string& path, absl::Time end) {
   }
 }
 
+
+// --- the rdma transport (--rdma) -----------------------------------------------------------------
+// Where ringd's rdma listener is: the address of this host's RDMA interface and ringd's port.
+std::string g_rdma_addr;
+std::uint16_t g_rdma_port = 0;
+
+RdmaQueueOptions RdmaOptions(std::uint32_t sq = 16) {
+  RdmaQueueOptions o;
+  o.address = g_rdma_addr;
+  o.port = g_rdma_port;
+  o.sq_entries = sq;
+  o.timeout = absl::Seconds(10);
+  return o;
+}
+
+// One honest rdma client session: its rings and two regions registered once (so the MR count
+// stays put between rounds), then COPY, CHECKSUM and FILL, each checked against its own bytes.
+void HonestRdmaSession(int id, std::atomic<bool>& ready) {
+  auto q = RdmaQueue::Connect(RdmaOptions());
+  if (!q.ok()) return;
+  constexpr std::size_t kSize = 64 * 1024;
+  auto a = (*q)->CreateRegion(kSize);
+  auto b = (*q)->CreateRegion(kSize);
+  if (!a.ok() || !b.ok()) return;
+  ready.store(true);
+  std::mt19937_64 g(static_cast<std::uint64_t>(id) * 104729 + g_reconnects.load());
+  const absl::Duration kWait = absl::Seconds(20);
+  // ringd answered but did not do the work: a restart (shutting down) is fine, anything else not.
+  auto bad = [&](const Completion& c, std::uint64_t ud, const char* op) {
+    if (c.status == static_cast<int>(CompletionStatus::kShuttingDown)) return true;
+    if (c.status != 0 || c.user_data != ud) {
+      Wrong(absl::StrCat("honest rdma client ", id, ": ", op, " status ", c.status, " user_data ",
+                         c.user_data));
+      return true;
+    }
+    return false;
+  };
+  while (!g_stop.load()) {
+    for (std::byte& v : (*a)->bytes()) v = static_cast<std::byte>(g());
+    const std::uint64_t off = (g() % (kSize / 8)) * 4;
+    const std::uint64_t len = 1 + g() % (kSize - off - 1);
+    auto c = (*q)->SubmitAndWait(MakeCopy((*a)->handle(), off, (*b)->handle(), off, len, 1), kWait);
+    if (!c.ok() || bad(*c, 1, "COPY")) return;
+    if (std::memcmp((*a)->data() + off, (*b)->data() + off, len) != 0) {
+      return Wrong(absl::StrCat("honest rdma client ", id, ": COPY left different bytes"));
+    }
+    auto s = (*q)->SubmitAndWait(MakeChecksum((*b)->handle(), off, len, 2), kWait);
+    if (!s.ok() || bad(*s, 2, "CHECKSUM")) return;
+    if (s->result != Fnv1a64((*a)->bytes().subspan(off, len))) {
+      return Wrong(absl::StrCat("honest rdma client ", id, ": CHECKSUM differs from the bytes"));
+    }
+    const std::uint8_t v = static_cast<std::uint8_t>(g());
+    auto f = (*q)->SubmitAndWait(MakeFill((*b)->handle(), off, len, v, 3), kWait);
+    if (!f.ok() || bad(*f, 3, "FILL")) return;
+    for (std::uint64_t i = off; i < off + len; ++i) {
+      if ((*b)->data()[i] != std::byte{v}) {
+        return Wrong(absl::StrCat("honest rdma client ", id, ": FILL left byte ", i, " unset"));
+      }
+    }
+    g_verified.fetch_add(3);
+  }
+}
+
+void HonestRdma(int id, std::atomic<bool>& ready) {
+  while (!g_stop.load()) {
+    HonestRdmaSession(id, ready);
+    ready.store(false);
+    if (g_stop.load()) return;
+    g_reconnects.fetch_add(1);
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+}
+
+// Every rdma attack makes at least one attempt, then repeats until `end`.
+template <typename F>
+void Repeat(absl::Time end, F&& once) {
+  do {
+    once();
+  } while (absl::Now() < end);
+}
+
+void RdmaGarbageSends(const std::string&, absl::Time end) {
+  std::mt19937_64 g(11);
+  Repeat(end, [&] {
+    auto q = RdmaQueue::Connect(RdmaOptions());
+    if (!q.ok()) return;
+    std::vector<std::byte> junk(1 + g() % 80);
+    for (std::byte& b : junk) b = static_cast<std::byte>(g());
+    // A real doorbell's first bytes with the rest scribbled, now and then.
+    if (g() % 2 == 0 && junk.size() >= 4) junk[0] = std::byte{1};
+    (void)(*q)->SendRawForTesting(junk);
+    Completion c;
+    (void)(*q)->Reap(absl::MakeSpan(&c, 1), absl::Milliseconds(100));
+  });
+}
+
+void RdmaScribbledRing(const std::string&, absl::Time end) {
+  std::mt19937_64 g(12);
+  Repeat(end, [&] {
+    auto q = RdmaQueue::Connect(RdmaOptions());
+    if (!q.ok()) return;
+    for (int i = 0; i < 8; ++i) {
+      // Descriptors of random bytes, then a tail that may or may not fit the ring.
+      for (std::uint32_t s = 0; s < (*q)->sq_entries(); ++s) {
+        auto* w = reinterpret_cast<std::uint64_t*>((*q)->SqSlotForTesting(s));
+        for (std::size_t k = 0; k < sizeof(Descriptor) / 8; ++k) w[k] = g();
+      }
+      const std::uint32_t tail = g() % 4 == 0 ? static_cast<std::uint32_t>(g())
+                                              : (*q)->sq_tail() + static_cast<std::uint32_t>(g() % 20);
+      if (!(*q)->RingDoorbellForTesting(tail).ok()) return;
+      Completion c[16];
+      if (!(*q)->Reap(absl::MakeSpan(c), absl::Milliseconds(50)).ok()) return;
+    }
+  });
+}
+
+void RdmaPulledMemory(const std::string&, absl::Time end) {
+  std::mt19937_64 g(13);
+  Repeat(end, [&] {
+    auto q = RdmaQueue::Connect(RdmaOptions());
+    if (!q.ok()) return;
+    auto r = (*q)->CreateRegion(16 * 1024);
+    if (!r.ok()) return;
+    if (g() % 2 == 0) {
+      // ringd still holds the grant; its RDMA to the region must fail, not ringd.
+      (void)(*q)->RevokeRegionMrForTesting(*r);
+      (void)(*q)->Submit({MakeFill((*r)->handle(), 0, 16 * 1024, 1)});
+    } else {
+      // ringd's RDMA READ of the ring itself fails.
+      (void)(*q)->DeregisterRingsForTesting();
+      (void)(*q)->Submit({MakeNop(1)});
+    }
+    Completion c;
+    (void)(*q)->Reap(absl::MakeSpan(&c, 1), absl::Milliseconds(300));
+  });
+}
+
+void RdmaBadConnect(const std::string&, absl::Time end) {
+  std::mt19937_64 g(14);
+  Repeat(end, [&] {
+    auto ch = rdma::RdmaChannel::Resolve(g_rdma_addr, g_rdma_port, absl::Seconds(5));
+    if (!ch.ok()) return;
+    auto dev = VerbsDevice::Adopt((*ch)->verbs(), (*ch)->port_num());
+    if (!dev.ok() || !(*ch)->CreateQp(**dev, {}).ok()) return;
+    // Private data of any length the REQ carries (rdma_cm allows up to 56 bytes), random bytes,
+    // sometimes with a real version word in front.
+    std::vector<std::byte> junk(g() % 57);
+    for (std::byte& b : junk) b = static_cast<std::byte>(g());
+    std::string reply;
+    (void)(*ch)->Connect(junk, absl::Seconds(5), &reply);
+    (*ch)->DestroyQp();
+  });
+}
+
+void RdmaFloodAndKill(const std::string&, absl::Time end) {
+  // Connections that each leave a large batch and a doorbell storm behind, then the process dies
+  // without a goodbye: ringd must drop them all, and free what they held.
+  std::vector<std::unique_ptr<RdmaQueue>> qs;
+  do {
+    auto q = RdmaQueue::Connect(RdmaOptions());
+    if (!q.ok()) break;
+    auto r = (*q)->CreateRegion(1 << 20);
+    if (r.ok()) {
+      std::vector<Descriptor> batch;
+      for (int i = 0; i < 8; ++i) batch.push_back(MakeChecksum((*r)->handle(), 0, 1 << 20, i));
+      (void)(*q)->Submit(batch);
+    }
+    for (int i = 0; i < 200; ++i) {
+      if (!(*q)->RingDoorbellForTesting((*q)->sq_tail()).ok()) break;
+    }
+    qs.push_back(std::move(*q));
+  } while (absl::Now() < end && qs.size() < 6);
+  raise(SIGKILL);
+}
+
 struct NamedAttack {
   const char* name;
   Attack run;
@@ -309,6 +507,13 @@ constexpr NamedAttack kAttacks[] = {
     {"SIGKILL mid-batch", KillMidBatch},
     {"connection flood", ConnectionFlood},
     {"aliased regions", AliasedRegions},
+};
+constexpr NamedAttack kRdmaAttacks[] = {
+    {"rdma: garbage control SENDs", RdmaGarbageSends},
+    {"rdma: scribbled descriptors and doorbell tails", RdmaScribbledRing},
+    {"rdma: rings and region MRs pulled under ringd", RdmaPulledMemory},
+    {"rdma: bad ConnectRequest private data", RdmaBadConnect},
+    {"rdma: connection flood, then SIGKILL mid-batch", RdmaFloodAndKill},
 };
 
 // --- ringd's resources ---------------------------------------------------------------------------
@@ -373,6 +578,26 @@ int CountMrs() {
   return j.is_array() ? static_cast<int>(j.size()) : -1;
 }
 
+std::string LastLines(const std::string& text, int n) {
+  std::size_t at = text.size();
+  while (n-- > 0 && at > 0) {
+    const std::size_t nl = text.rfind('\n', at - 1);
+    if (nl == std::string::npos) return text;
+    at = nl;
+  }
+  return text.substr(at);
+}
+
+std::string RdmaMrs() {
+  std::string out;
+  if (FILE* p = popen("rdma res show mr 2>&1", "r")) {
+    char buf[4096];
+    while (std::size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    pclose(p);
+  }
+  return out;
+}
+
 absl::StatusOr<Resources> Measure(RingdProcess& ringd, bool verbs) {
   auto c = RawClient::Connect(ringd.socket_path());
   if (!c.ok()) return c.status();
@@ -401,19 +626,72 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "pinring-soak: honest clients doing verified work beside hostile clients and ringd "
       "restarts; checks liveness, data and leaks after every round.\n"
-      "Usage: pinring-soak [--rounds=N] [--restarts=N] [--honest=N] [--backend=cpu|verbs]");
+      "Usage: pinring-soak [--rounds=N] [--restarts=N] [--honest=N] [--backend=cpu|verbs] [--rdma]");
   absl::ParseCommandLine(argc, argv);
   signal(SIGPIPE, SIG_IGN);
+  if (const std::string name = absl::GetFlag(FLAGS_attack_child); !name.empty()) {
+    const std::string rdma_at = absl::GetFlag(FLAGS_attack_rdma);
+    const std::size_t colon = rdma_at.rfind(':');
+    if (colon != std::string::npos) {
+      g_rdma_addr = rdma_at.substr(0, colon);
+      g_rdma_port = static_cast<std::uint16_t>(std::atoi(rdma_at.c_str() + colon + 1));
+    }
+    const absl::Time end = absl::Now() + absl::Milliseconds(absl::GetFlag(FLAGS_round_ms));
+    for (const NamedAttack& a : kAttacks) {
+      if (name == a.name) a.run(absl::GetFlag(FLAGS_attack_socket), end);
+    }
+    for (const NamedAttack& a : kRdmaAttacks) {
+      if (name == a.name) a.run(absl::GetFlag(FLAGS_attack_socket), end);
+    }
+    return 0;
+  }
   const int rounds = absl::GetFlag(FLAGS_rounds);
   const int restarts = absl::GetFlag(FLAGS_restarts);
-  const bool verbs = absl::GetFlag(FLAGS_backend) == "verbs";
+  const bool rdma = absl::GetFlag(FLAGS_rdma);
+  // MRs are counted (`rdma res show mr`) wherever ringd registers any: the verbs backend's regions,
+  // the rdma transport's rings and staging.
+  const bool verbs = absl::GetFlag(FLAGS_backend) == "verbs" || rdma;
+  std::vector<NamedAttack> attacks(std::begin(kAttacks), std::end(kAttacks));
+  if (rdma) {
+    g_rdma_addr = SelfRdmaAddress();
+    if (g_rdma_addr.empty()) {
+      std::fprintf(stderr, "pinring-soak: --rdma needs an RDMA device with an IPv4 address (set "
+                           "PINRING_SELF_ADDR, or run inside deploy/softroce/pinring-rxe run)\n");
+      return 2;
+    }
+    g_rdma_port = static_cast<std::uint16_t>(19000 + getpid() % 500);
+    attacks.insert(attacks.end(), std::begin(kRdmaAttacks), std::end(kRdmaAttacks));
+  }
+  if (const std::string only = absl::GetFlag(FLAGS_only); !only.empty()) {
+    std::erase_if(attacks, [&](const NamedAttack& a) { return !absl::StrContains(a.name, only); });
+    if (attacks.empty()) {
+      std::fprintf(stderr, "pinring-soak: --only=%s matches no attack\n", only.c_str());
+      return 2;
+    }
+  }
   char tmpl[] = "/tmp/pinring-soak-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) return 2;
   const std::string path = std::string(tmpl) + "/ringd.sock";
   const std::vector<std::string> args = {"--backend=" + absl::GetFlag(FLAGS_backend),
-                                         "--socket=" + path, "--rdma_port=0",
+                                         "--socket=" + path,
+                                         absl::StrCat("--rdma_port=", rdma ? g_rdma_port : 0),
                                          "--handshake_timeout_ms=500"};
-  auto started = RingdProcess::Start(args);
+  // Starts ringd and, with --rdma, waits until its rdma listener is up.
+  auto start = [&]() -> absl::StatusOr<std::unique_ptr<RingdProcess>> {
+    auto r = RingdProcess::Start(args);
+    if (!r.ok() || !rdma) return r;
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (absl::Now() < deadline) {
+      const std::string err = (*r)->Stderr();
+      if (err.find("rdma transport listening") != std::string::npos) return r;
+      if (err.find("rdma transport disabled") != std::string::npos) {
+        return absl::FailedPreconditionError("ringd could not start its rdma listener:\n" + err);
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return absl::DeadlineExceededError("ringd's rdma listener did not come up within 30 s");
+  };
+  auto started = start();
   if (!started.ok()) {
     std::fprintf(stderr, "pinring-soak: cannot start ringd: %s\n", started.status().ToString().c_str());
     return 2;
@@ -421,20 +699,35 @@ int main(int argc, char** argv) {
   std::unique_ptr<RingdProcess> ringd = std::move(*started);
 
   const int honest = absl::GetFlag(FLAGS_honest);
+  const int honest_rdma = rdma ? absl::GetFlag(FLAGS_honest_rdma) : 0;
+  const int clients = honest + honest_rdma;
   std::vector<std::thread> threads;
-  std::unique_ptr<std::atomic<bool>[]> ready(new std::atomic<bool>[honest]);
-  for (int i = 0; i < honest; ++i) {
+  std::unique_ptr<std::atomic<bool>[]> ready(new std::atomic<bool>[clients]);
+  for (int i = 0; i < clients; ++i) {
     ready[i] = false;
-    threads.emplace_back(Honest, path, i, std::ref(ready[i]));
+    if (i < honest) {
+      threads.emplace_back(Honest, path, i, std::ref(ready[i]));
+    } else {
+      threads.emplace_back(HonestRdma, i, std::ref(ready[i]));
+    }
   }
+  // Every honest client connected and registered, or false after 60 s (the baseline would be
+  // wrong without them).
   auto wait_ready = [&] {
-    const absl::Time deadline = absl::Now() + absl::Seconds(30);
-    for (int i = 0; i < honest; ++i) {
-      while (!ready[i].load() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    for (int i = 0; i < clients; ++i) {
+      while (!ready[i].load()) {
+        if (absl::Now() > deadline) {
+          std::fprintf(stderr, "pinring-soak: honest client %d did not get ready within 60 s\n", i);
+          return false;
+        }
+        absl::SleepFor(absl::Milliseconds(10));
+      }
     }
     absl::SleepFor(absl::Milliseconds(100));
+    return true;
   };
-  wait_ready();
+  if (!wait_ready()) return 2;
   auto base = Measure(*ringd, verbs);
   if (!base.ok()) {
     std::fprintf(stderr, "pinring-soak: baseline: %s\n", base.status().ToString().c_str());
@@ -444,12 +737,20 @@ int main(int argc, char** argv) {
   const int restart_every = restarts > 0 ? std::max(1, rounds / restarts) : rounds + 1;
   const absl::Time t0 = absl::Now();
   for (int round = 1; round <= rounds; ++round) {
-    const NamedAttack& a = kAttacks[(round - 1) % std::size(kAttacks)];
+    const NamedAttack& a = attacks[(round - 1) % attacks.size()];
+    // The attacker: this program again, exec'd fresh (see --attack_child).
+    const std::vector<std::string> child_args = {
+        "pinring-soak", absl::StrCat("--attack_child=", a.name), "--attack_socket=" + path,
+        absl::StrCat("--attack_rdma=", g_rdma_addr, ":", g_rdma_port),
+        absl::StrCat("--round_ms=", absl::GetFlag(FLAGS_round_ms))};
+    std::vector<char*> child_argv;
+    for (const std::string& arg : child_args) child_argv.push_back(const_cast<char*>(arg.c_str()));
+    child_argv.push_back(nullptr);
     const pid_t child = fork();
     if (child == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
-      a.run(path, absl::Now() + absl::Milliseconds(absl::GetFlag(FLAGS_round_ms)));
-      _exit(0);
+      execv("/proc/self/exe", child_argv.data());
+      _exit(127);
     }
     // The attacker gets its time plus 2 s; then it is killed (its resources must still go).
     const absl::Time kill_at = absl::Now() + absl::Milliseconds(absl::GetFlag(FLAGS_round_ms)) +
@@ -471,8 +772,13 @@ int main(int argc, char** argv) {
     }
     // Liveness and leaks: back to the baseline within a few seconds (teardown is asynchronous).
     absl::StatusOr<Resources> now = absl::UnavailableError("not measured");
+    absl::Duration settle;  // how long ringd took to be back to its baseline
     if (problem.empty()) {
-      const absl::Time deadline = absl::Now() + absl::Seconds(5);
+      const absl::Time settle_from = absl::Now();
+      const int settle_ms = absl::GetFlag(FLAGS_settle_ms) > 0 ? absl::GetFlag(FLAGS_settle_ms)
+                            : rdma                           ? 15000
+                                                             : 5000;
+      const absl::Time deadline = settle_from + absl::Milliseconds(settle_ms);
       while (true) {
         const absl::Time asked = absl::Now();
         now = Measure(*ringd, verbs);
@@ -484,13 +790,18 @@ int main(int argc, char** argv) {
         }
         const bool back = now->fds <= base->fds && now->registered == base->registered &&
                           now->mrs == base->mrs;
-        if (back) break;
+        if (back) {
+          settle = absl::Now() - settle_from;
+          break;
+        }
         if (absl::Now() > deadline) {
           ++leaks;
           problem = absl::StrCat("not back to baseline: fds ", now->fds, " (", base->fds,
                                  "), registered ", now->registered, " (", base->registered,
                                  "), mrs ", now->mrs, " (", base->mrs, "); ringd's fds:",
-                                 ListFds(ringd->pid()));
+                                 ListFds(ringd->pid()),
+                                 now->mrs != base->mrs ? "\n`rdma res show mr`:\n" + RdmaMrs() : "",
+                                 "\nthe end of ringd's log:\n", LastLines(ringd->Stderr(), 20));
           break;
         }
         absl::SleepFor(absl::Milliseconds(50));
@@ -507,10 +818,11 @@ int main(int argc, char** argv) {
       ++failed;
       std::fprintf(stderr, "pinring-soak: round %d (%s): %s\n", round, a.name, problem.c_str());
     }
-    std::printf("pinring-soak: round %d/%d %-48s %s (%llu verified ops, %llu reconnects)\n", round,
-                rounds, a.name, problem.empty() ? "ok" : "FAILED",
+    std::printf("pinring-soak: round %d/%d %-48s %s (%llu verified ops, %llu reconnects, settled "
+                "in %lld ms)\n", round, rounds, a.name, problem.empty() ? "ok" : "FAILED",
                 static_cast<unsigned long long>(g_verified.load()),
-                static_cast<unsigned long long>(g_reconnects.load()));
+                static_cast<unsigned long long>(g_reconnects.load()),
+                static_cast<long long>(absl::ToInt64Milliseconds(settle)));
     std::fflush(stdout);
     if (!ringd->Running() || failed > 0) break;  // stop at the first failure: its state matters
     if (round % restart_every == 0 && done_restarts < restarts) {
@@ -523,7 +835,7 @@ int main(int argc, char** argv) {
         break;
       }
       ringd.reset();
-      auto again = RingdProcess::Start(args);
+      auto again = start();
       if (!again.ok()) {
         ++failed;
         std::fprintf(stderr, "pinring-soak: restart failed: %s\n", again.status().ToString().c_str());
@@ -531,11 +843,16 @@ int main(int argc, char** argv) {
       }
       ringd = std::move(*again);
       ++done_restarts;
-      for (int i = 0; i < honest; ++i) ready[i] = false;
-      wait_ready();
+      for (int i = 0; i < clients; ++i) ready[i] = false;
+      if (!wait_ready()) {
+        ++failed;
+        break;
+      }
       base = Measure(*ringd, verbs);
       if (!base.ok()) {
         ++failed;
+        std::fprintf(stderr, "pinring-soak: baseline after restart: %s\n",
+                     base.status().ToString().c_str());
         break;
       }
       std::printf("pinring-soak: restart %d (%s): honest clients registered again\n", done_restarts,
