@@ -6,6 +6,8 @@
 #   scripts/fuzz.sh --seconds=3600    a campaign: an hour per target
 #   scripts/fuzz.sh --replay-only     the corpora only
 #   scripts/fuzz.sh --target=control  one target
+#   scripts/fuzz.sh --coverage        llvm-cov line coverage of the decoder files, from the
+#                                     committed seeds plus a campaign's corpus (no fuzzing)
 #
 # A campaign's new inputs go to $PINRING_FUZZ_DIR/corpus/<target> (default build-fuzz/), never into
 # the committed seeds. Any crash fails the run and prints the crashing input (hex) and the
@@ -16,13 +18,15 @@ ROOT=$PWD
 OUT=${PINRING_FUZZ_DIR:-$ROOT/build-fuzz}
 SECONDS_PER_TARGET=60
 REPLAY_ONLY=0
+COVERAGE=0
 TARGETS=(control dataplane rdma_wire config)
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 for arg in "$@"; do
   case $arg in
     --seconds=*) SECONDS_PER_TARGET=${arg#--seconds=} ;;
     --replay-only) REPLAY_ONLY=1 ;;
+    --coverage) COVERAGE=1 ;;
     --target=*) TARGETS=("${arg#--target=}") ;;
     -h|--help) usage; exit 0 ;;
     *) echo "fuzz.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
@@ -30,6 +34,66 @@ for arg in "$@"; do
 done
 [[ $SECONDS_PER_TARGET =~ ^[0-9]+$ ]] || { echo "fuzz.sh: --seconds wants a number" >&2; exit 2; }
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ missing: run scripts/install-deps.sh" >&2; exit 1; }
+
+# The decoder files of each target: what its untrusted bytes reach first. Files that also hold
+# code no decoder reaches (device operations, the client side) are measured by function instead.
+decoder_files() {
+  case $1 in
+    control) echo service/client_session.cc service/untrusted_memfd.cc service/tenant_table.cc ;;
+    dataplane) echo service/queue_server.cc service/descriptor_validator.cc service/cpu_backend.cc ;;
+    rdma_wire) echo service/rdma/connect_request.cc ;;
+    config) echo service/config.cc service/flags.cc ;;
+  esac
+}
+decoder_functions() {
+  case $1 in
+    rdma_wire) echo 'ValidateRdmaDescriptor|IsWellFormed|ParseGrantToken|FormatGrantToken' ;;
+  esac
+}
+
+if ((COVERAGE)); then
+  COV=${PINRING_FUZZ_COV_DIR:-$ROOT/build-fuzz-cov}
+  PROFDATA=$(command -v llvm-profdata-14 || command -v llvm-profdata)
+  LLVMCOV=$(command -v llvm-cov-14 || command -v llvm-cov)
+  [[ -n $PROFDATA && -n $LLVMCOV ]] || { echo "fuzz.sh: llvm-profdata/llvm-cov missing: apt-get install llvm" >&2; exit 1; }
+  echo "fuzz.sh: building the targets with llvm-cov instrumentation in $COV"
+  if ! { CC=clang CXX=clang++ cmake -S . -B "$COV" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+           -DPINRING_FUZZ=ON -DPINRING_COVERAGE=ON -DPINRING_BUILD_TESTS=OFF \
+           -DPINRING_BUILD_BENCH=OFF -DPINRING_BUILD_EXAMPLES=OFF >/dev/null &&
+         cmake --build "$COV" -j "${JOBS:-$(nproc)}" --target "${TARGETS[@]/#/fuzz_}"; }; then
+    echo "fuzz.sh: coverage build failed" >&2
+    exit 1
+  fi
+  report=$COV/coverage.txt
+  : >"$report"
+  for t in "${TARGETS[@]}"; do
+    bin=$COV/tests/fuzz/fuzz_$t
+    rm -f "$COV"/prof-"$t"-*.profraw
+    inputs=("$ROOT/tests/fuzz/corpus/$t")
+    [[ -d $OUT/corpus/$t ]] && inputs+=("$OUT/corpus/$t")
+    n=$(find "${inputs[@]}" -type f | wc -l)
+    echo "fuzz.sh: $t: running $n inputs (seeds + campaign corpus) once each"
+    LLVM_PROFILE_FILE="$COV/prof-$t-%p.profraw" "$bin" -runs=0 "${inputs[@]}" >"$COV/cov_$t.log" 2>&1 ||
+      { echo "fuzz.sh: $t: an input failed under the coverage build:" >&2; tail -n 20 "$COV/cov_$t.log" >&2; exit 1; }
+    "$PROFDATA" merge -sparse "$COV"/prof-"$t"-*.profraw -o "$COV/$t.profdata"
+    read -r -a files <<<"$(decoder_files "$t")"
+    {
+      echo "== $t ($n inputs): line coverage of its decoder files"
+      "$LLVMCOV" report "$bin" -instr-profile="$COV/$t.profdata" "${files[@]/#/$ROOT/}" |
+        sed "s|$ROOT/||"
+      if fns=$(decoder_functions "$t") && [[ -n $fns ]]; then
+        echo "-- $t: decoder functions in files shared with other code ($fns)"
+        "$LLVMCOV" report "$bin" -instr-profile="$COV/$t.profdata" -show-functions \
+          "$ROOT/service/rdma/rdma_executor.cc" "$ROOT/ringlib/src/rdma/rdma_queue.cc" \
+          "$ROOT/ringlib/include/pinring/rdma_wire.h" | sed "s|$ROOT/||" |
+          grep -E "^(Name|---|File)|$fns" || true
+      fi
+      echo
+    } | tee -a "$report"
+  done
+  echo "fuzz.sh: the report is in $report; per-line views: $LLVMCOV show <binary> -instr-profile=$COV/<target>.profdata <file>"
+  exit 0
+fi
 
 echo "fuzz.sh: building the targets in $OUT (clang, ASan+UBSan, libFuzzer)"
 if ! { CC=clang CXX=clang++ cmake -S . -B "$OUT" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
