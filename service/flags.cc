@@ -116,11 +116,13 @@ absl::StatusOr<Config> ConfigFromFlags() {
   return c;
 }
 
+const char kRingdUsage[] =
+    "ringd: the pinring daemon. Clients connect over a Unix socket, hand over memfd rings and "
+    "regions, and ringd executes their descriptors (cpu or RDMA verbs backend).\n"
+    "Usage: ringd [--flag=value ...] [--flagfile=FILE]";
+
 void InstallUsageConfig() {
-  absl::SetProgramUsageMessage(
-      "ringd: the pinring daemon. Clients connect over a Unix socket, hand over memfd rings and "
-      "regions, and ringd executes their descriptors (cpu or RDMA verbs backend).\n"
-      "Usage: ringd [--flag=value ...] [--flagfile=FILE]");
+  absl::SetProgramUsageMessage(kRingdUsage);
   absl::FlagsUsageConfig u;
   u.contains_helpshort_flags = [](absl::string_view file) {
     return absl::StrContains(file, "service/");

@@ -10,6 +10,8 @@ namespace pinring::ringd {
 absl::StatusOr<Config> ConfigFromFlags();
 
 // Makes --help list ringd's flags (they live in service/, not in main.cc).
+// ringd's usage line (--help, tools/common/cli_help.h).
+extern const char kRingdUsage[];
 void InstallUsageConfig();
 
 }  // namespace pinring::ringd

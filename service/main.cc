@@ -18,6 +18,7 @@
 #include "service/listen_socket.h"
 #include "service/log.h"
 #include "service/rdma/rdma_listener.h"
+#include "tools/common/cli_help.h"
 
 ABSL_FLAG(std::uint16_t, rdma_port, 18515,
           "rdma_cm port of the rdma transport listener (clients that register their own rings "
@@ -41,8 +42,9 @@ int Fail(const absl::Status& s) {
 
 int main(int argc, char** argv) {
   using namespace pinring::ringd;
+  pinring::cli::HandleHelp(argc, argv, kRingdUsage, {"service/"});  // stdout, exit 0
   InstallUsageConfig();
-  absl::ParseCommandLine(argc, argv);  // handles --help, --helpfull, --flagfile
+  absl::ParseCommandLine(argc, argv);  // handles --helpfull and --flagfile
   // Debian builds Abseil without NDEBUG, so every Mutex acquisition would also run the deadlock
   // detector (a global graph lookup; it showed in callgrind profiles of the poller's per-batch
   // region lock). ringd's lock order is fixed and covered by the sanitizer build's tests.

@@ -14,6 +14,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/help.h"
 #include "pinring/rdma_queue.h"
 
 ABSL_FLAG(std::string, address, "", "IPv4 address (or name) of ringd's RDMA interface");
@@ -44,7 +45,12 @@ int Fail(const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("pinring rdma transport example: connect, submit, verify");
+  static const char kUsage[] =
+      "pinring rdma transport example: connect to ringd's rdma listener, submit, verify.\n"
+      "Usage: pinring-rdma-client --address=IP [--port=N] [--size=BYTES] [--rounds=N] "
+      "[--wait=spin|sleep] [--fork_mode=MODE]";
+  if (pinring_examples::HandleHelp(argc, argv, kUsage)) return 0;
+  absl::SetProgramUsageMessage(kUsage);
   absl::ParseCommandLine(argc, argv);
   RdmaQueueOptions o;
   o.address = absl::GetFlag(FLAGS_address);

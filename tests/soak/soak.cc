@@ -45,6 +45,7 @@
 #include "pinring/rdma_queue.h"
 #include "pinring/verbs_device.h"
 #include "service/raw_client.h"
+#include "tools/common/cli_help.h"
 
 ABSL_FLAG(int, honest, 3, "Honest clients (threads doing verified work)");
 ABSL_FLAG(int, rounds, 40, "Hostile rounds (one attack each, in a forked process)");
@@ -623,10 +624,12 @@ absl::StatusOr<Resources> Measure(RingdProcess& ringd, bool verbs) {
 
 int main(int argc, char** argv) {
   using namespace pinring::testing;
-  absl::SetProgramUsageMessage(
+  static const char kUsage[] =
       "pinring-soak: honest clients doing verified work beside hostile clients and ringd "
       "restarts; checks liveness, data and leaks after every round.\n"
-      "Usage: pinring-soak [--rounds=N] [--restarts=N] [--honest=N] [--backend=cpu|verbs] [--rdma]");
+      "Usage: pinring-soak [--rounds=N] [--restarts=N] [--honest=N] [--backend=cpu|verbs] [--rdma]";
+  pinring::cli::HandleHelp(argc, argv, kUsage, {"tests/soak/"});  // stdout, exit 0
+  absl::SetProgramUsageMessage(kUsage);
   absl::ParseCommandLine(argc, argv);
   signal(SIGPIPE, SIG_IGN);
   if (const std::string name = absl::GetFlag(FLAGS_attack_child); !name.empty()) {

@@ -24,6 +24,7 @@
 #include "matrix.h"
 #include "pin_backend.h"
 #include "pinring/private_region.h"
+#include "tools/common/cli_help.h"
 #include "verdict.h"
 
 ABSL_FLAG(std::string, json, "", "write the results as JSON to this path");
@@ -71,7 +72,7 @@ std::string Mark(const pf::CellResult& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  static const char kUsage[] =
       "pinring-forkcheck: runs scenario x fork-mode x pin-backend on the running kernel and "
       "reports what a device reading pinned memory sees around fork().\n"
       "Usage: pinring-forkcheck [--quick] [--json=PATH] [--backends=iouring,verbs] "
@@ -80,7 +81,9 @@ int main(int argc, char** argv) {
       "child-signal | pin-failed | skipped. '!' marks a result that differs from what the mode "
       "is expected to guarantee, '*' an expected non-coherent result. Exit: 0 ran (mismatches "
       "are reported, not failures); 1 error; 2 usage; 3 a cell was unknown (tool bug); 77 "
-      "--require_backend unavailable.");
+      "--require_backend unavailable.";
+  pinring::cli::HandleHelp(argc, argv, kUsage, {"tools/forkcheck/"});  // stdout, exit 0
+  absl::SetProgramUsageMessage(kUsage);
   absl::ParseCommandLine(argc, argv);
   const bool quick = absl::GetFlag(FLAGS_quick);
 

@@ -8,11 +8,11 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "pinring/client.h"
 #include "stats_report.h"
+#include "tools/common/cli_help.h"
 
 ABSL_FLAG(std::string, socket, "",
           "ringd's socket; default $PINRING_SOCKET, else " PINRING_RINGCTL_DEFAULT_SOCKET);
@@ -57,13 +57,9 @@ int Usage(const std::string& error) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --help prints the usage above (it lists ringctl's flags), on stdout, and exits 0.
+  pinring::cli::HandleHelp(argc, argv, kUsage, {});
   absl::SetProgramUsageMessage(kUsage);
-  // --help prints the usage above and ringctl's own two flags, not every Abseil flag.
-  absl::FlagsUsageConfig usage_config;
-  usage_config.contains_help_flags = [](absl::string_view file) {
-    return file.find("ringctl/ringctl.cc") != absl::string_view::npos;
-  };
-  absl::SetFlagsUsageConfig(usage_config);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
     return Usage(args.size() < 2 ? "no command given" : "exactly one command, please");
