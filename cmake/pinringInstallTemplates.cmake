@@ -1,6 +1,6 @@
 # Runs at install time (from deploy/CMakeLists.txt's install(CODE)), inside cmake_install.cmake:
 # CMAKE_INSTALL_PREFIX is the prefix of *this* install (`cmake --install --prefix P`, or /usr under
-# CPack), and file(INSTALL) adds $DESTDIR itself. Writes the prefix-dependent files with the real
+# dpkg-buildpackage), and file(INSTALL) adds $DESTDIR itself. Writes the prefix-dependent files with the real
 # paths and installs them; they are listed in install_manifest.txt like every other file.
 #
 # Input variables (set by deploy/CMakeLists.txt's generated install-templates.cmake): PINRING_*.

@@ -14,6 +14,8 @@ PACKAGES=(
   qemu-system-x86 linux-image-amd64 busybox-static iproute2 kmod
   # tools used by tests, deploy and reports
   systemd python3 gnuplot-nox procps util-linux dpkg-dev file shellcheck
+  # the Debian packages (debian/, scripts/build-debs.sh)
+  debhelper lintian pkgconf
   # clang for -Wthread-safety, TSan and libFuzzer (scripts/fuzz.sh); llvm for llvm-cov
   clang libfuzzer-14-dev llvm
 )

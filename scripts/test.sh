@@ -5,12 +5,14 @@
 #   3. `unit` tests on the host
 #   4. `rdma` tests in ONE soft-RoCE guest boot (deploy/softroce/pinring-rxe; natively when the
 #      host has an RDMA device), where a missing device is a failure, not a skip
-#   5. `vm` tests (each boots its own guests)
-#   6. an ASan+UBSan build and its `unit` tests
-#   7. a clang build with -Wthread-safety as an error (the ABSL_GUARDED_BY annotations)
-#   8. the libFuzzer targets: every committed corpus replayed, then 60 s of fuzzing each
+#   5. the Debian packages: dpkg-buildpackage, then lintian with no error and no warning
+#      (scripts/build-debs.sh); the `vm` stage installs them in a guest
+#   6. `vm` tests (each boots its own guests)
+#   7. an ASan+UBSan build and its `unit` tests
+#   8. a clang build with -Wthread-safety as an error (the ABSL_GUARDED_BY annotations)
+#   9. the libFuzzer targets: every committed corpus replayed, then 60 s of fuzzing each
 #      (scripts/fuzz.sh)
-#   9. a ThreadSanitizer build (against a TSan-built Abseil, scripts/absl-tsan.sh) and its `unit`
+#  10. a ThreadSanitizer build (against a TSan-built Abseil, scripts/absl-tsan.sh) and its `unit`
 #      tests, the soak's quick mode among them
 # Every stage runs even if an earlier one failed; the exit status is non-zero if any failed.
 # Environment: PINRING_BUILD_DIR (default build), PINRING_ASAN_BUILD_DIR (default build-asan),
@@ -73,6 +75,18 @@ run_ctest unit ctest --test-dir "$BUILD" -L unit --output-on-failure -j "$JOBS" 
 stage "rdma tests (soft-RoCE: one guest boot unless the host has a device)"
 run_ctest rdma deploy/softroce/pinring-rxe run --timeout 2400 --rw "$BUILD" -- \
   ctest --test-dir "$BUILD" -L rdma --output-on-failure --timeout 900
+
+stage "Debian packages (dpkg-buildpackage, lintian)"
+scripts/build-debs.sh "$BUILD/debs" 2>&1 | tee "$LOGDIR/debs.log"
+rc=${PIPESTATUS[0]}
+line=$(grep -E '^debs: [0-9]+ passed, [0-9]+ failed' "$LOGDIR/debs.log" | tail -n 1)
+if [[ -n $line ]]; then
+  total_passed=$((total_passed + $(sed -E 's/debs: ([0-9]+) passed.*/\1/' <<<"$line")))
+  total_failed=$((total_failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$line")))
+fi
+if ((rc != 0)); then failed_stages+=("debs"); fi
+# deploy.systemd_e2e installs these in its guest instead of building them again.
+export PINRING_DEBS=$BUILD/debs
 
 if [[ ${PINRING_SKIP_VM:-0} != 1 ]]; then
   stage "vm tests (boot guests)"

@@ -230,7 +230,8 @@ absl::Status Queue::WaitBlocking(std::uint32_t min, absl::Time deadline) {
     if (r > 0 && (fds[0].revents & POLLIN)) {
       std::uint64_t count;
       // Drain the eventfd (non-blocking) so the next sleep does not return at once.
-      (void)::read(completion_fd_, &count, sizeof count);
+      // Its result does not matter: a failed or short read only means the next sleep wakes early.
+      (void)!::read(completion_fd_, &count, sizeof count);
     }
     if (r > 0 && fds[1].revents != 0) conn_->PollIncoming();  // Health() reports it next round
     if (cq_.Peek(min) >= min) return absl::OkStatus();

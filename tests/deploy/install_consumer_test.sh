@@ -22,6 +22,7 @@ PREFIX=$TMP/prefix
 step "cmake --install $BUILD --prefix $PREFIX"
 "$CMAKE" --install "$BUILD" --prefix "$PREFIX" >"$TMP/install.log" || { cat "$TMP/install.log"; fail "install failed"; }
 for f in include/pinring/client.h include/pinring/wire_protocol.h lib/libpinring.a \
+	lib/libpinring.so lib/libpinring.so.0 \
 	lib/cmake/pinring/pinringConfig.cmake lib/cmake/pinring/pinringConfigVersion.cmake \
 	lib/cmake/pinring/pinringTargets.cmake lib/pkgconfig/pinring.pc \
 	lib/systemd/system/ringd.service lib/systemd/system/ringd.socket \
@@ -50,20 +51,30 @@ grep -q -- "-isystem $PREFIX/include\|-I$PREFIX/include" "$TMP/consumer/build.ni
 	fail "the consumer was not compiled against $PREFIX/include"
 ! grep -q "$SRC/ringlib" "$TMP/consumer/build.ninja" || fail "the consumer saw the source tree"
 "$TMP/consumer/pinring-consumer" --help | grep -q "usage: pinring-consumer" || fail "consumer --help"
-echo "ok: pinring-consumer built with find_package(pinring)"
+# pinring::ringlib is the shared library: the consumer runs against this prefix's libpinring.so.0.
+ldd "$TMP/consumer/pinring-consumer" | grep -q "libpinring.so.0 => $PREFIX/lib/libpinring.so.0" ||
+	fail "the consumer does not run against $PREFIX/lib/libpinring.so.0: $(ldd "$TMP/consumer/pinring-consumer" | grep pinring)"
+# Internal symbols stay inside the library: the client API only.
+nm -D --defined-only "$PREFIX/lib/libpinring.so.0" | grep -q VerbsDevice &&
+	fail "libpinring.so.0 exports internal symbols (VerbsDevice)"
+echo "ok: pinring-consumer built with find_package(pinring), linked to libpinring.so.0"
 
 step "pkg-config --cflags --libs pinring"
 export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig
 pcflags=$(pkg-config --cflags --libs pinring) || fail "pkg-config cannot resolve pinring"
 echo "$pcflags"
-[[ $pcflags == *"-I$PREFIX/include"* && $pcflags == *"-L$PREFIX/lib"* && $pcflags == *-lpinring* &&
-	$pcflags == *-libverbs* ]] || fail "pkg-config flags lack the prefix, -lpinring or -libverbs"
+[[ $pcflags == *"-I$PREFIX/include"* && $pcflags == *"-L$PREFIX/lib"* && $pcflags == *-lpinring* ]] ||
+	fail "pkg-config flags lack the prefix or -lpinring"
+# The shared library carries its own dependencies; a static link needs rdma-core's too.
+[[ $pcflags != *-libverbs* ]] || fail "pkg-config --libs names -libverbs: a shared libpinring does not need it"
+[[ $(pkg-config --static --libs pinring) == *-libverbs* ]] || fail "pkg-config --static --libs lacks -libverbs"
 [[ $(pkg-config --modversion pinring) == "$(sed -n 's/^Version: //p' "$PREFIX/lib/pkgconfig/pinring.pc")" ]] || fail "modversion"
 # shellcheck disable=SC2086 # word splitting of the flags is the point
 # shellcheck disable=SC2086  # word splitting of the flag lists is intended
 g++ -std=c++20 $SAN_FLAGS -o "$TMP/consumer-pc" "$SRC/examples/consumer/main.cc" $pcflags ||
 	fail "building the consumer with only pkg-config's flags failed"
-"$TMP/consumer-pc" --help >/dev/null || fail "pkg-config-built consumer --help"
+# Linked with -L$PREFIX/lib -lpinring and no rpath: it finds libpinring.so.0 through LD_LIBRARY_PATH.
+LD_LIBRARY_PATH=$PREFIX/lib "$TMP/consumer-pc" --help >/dev/null || fail "pkg-config-built consumer --help"
 echo "ok: pinring-consumer built with pkg-config"
 
 step "systemd-analyze verify on the installed units"
@@ -86,7 +97,7 @@ for _ in $(seq 100); do [[ -S $SOCK ]] && break; kill -0 "$RINGD_PID" 2>/dev/nul
 [[ -S $SOCK ]] || { cat "$TMP/ringd.log"; fail "ringd did not create $SOCK"; }
 [[ $(stat -c %a "$SOCK") == 660 ]] || fail "socket mode is $(stat -c %a "$SOCK"), the flagfile says 0660"
 "$TMP/consumer/pinring-consumer" --socket="$SOCK" || { cat "$TMP/ringd.log"; fail "consumer against ringd"; }
-"$TMP/consumer-pc" --socket="$SOCK" || fail "pkg-config consumer against ringd"
+LD_LIBRARY_PATH=$PREFIX/lib "$TMP/consumer-pc" --socket="$SOCK" || fail "pkg-config consumer against ringd"
 "$PREFIX/bin/ringctl" --socket="$SOCK" status || fail "installed ringctl status"
 kill -TERM "$RINGD_PID"
 wait "$RINGD_PID" || fail "ringd exited with status $? on SIGTERM"

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# deploy.systemd_e2e (vm label): the .deb in a soft-RoCE guest running systemd as PID 1.
+# deploy.systemd_e2e (vm label): the Debian packages in a soft-RoCE guest running systemd as PID 1.
 #
 #   systemd_e2e.sh host CMAKE BUILD_DIR SOURCE_DIR PINRING_RXE     (what ctest runs)
 #   systemd_e2e.sh guest WORK_DIR                                  (inside the guest, as root)
 #
-# Host half: packages this build with CPack, installs it into a temp prefix to build
-# examples/consumer against it (a client the guest's users run), then boots
+# Host half: takes the packages from $PINRING_DEBS (scripts/test.sh builds them once with
+# scripts/build-debs.sh) or builds them itself, then boots
 # `pinring-rxe run --systemd --rw WORK -- systemd_e2e.sh guest WORK`.
 # Guest half, each step a real assertion (a step that cannot run is a FAILURE naming why):
-#   0. dpkg -i the .deb (postinst creates the pinring user/group and /run/pinring)
+#   0. apt-get install ./*.deb, with real dependency resolution: pinring, libpinring0,
+#      libpinring-dev, pinring-examples. The maintainer scripts (debhelper's) create the pinring
+#      user and group and /run/pinring, and neither enable nor start ringd
+#   9. examples/consumer builds against the installed libpinring-dev (find_package(pinring)) and
+#      runs against /usr's libpinring.so.0 (ldd); it is the client of the steps below
 #   1. systemctl start ringd; is-active says active; the unit's hardening is in force
-#   2. a user in the pinring group runs the client (runuser): fill + check succeed
+#   2. a user in the pinring group runs the client (runuser): fill + check succeed; so does
+#      pinring-examples' pinring-hello
 #   3. a user not in the group is refused, and the error names the pinring group
 #   4. ringctl status shows the connected client by name
 #   5. systemctl restart ringd with the client connected: it gets a clear error and reconnects
@@ -23,7 +28,7 @@
 set -uo pipefail
 
 host() {
-	local CMAKE=$1 BUILD=$2 SRC=$3 RXE=$4
+	local BUILD=$2 SRC=$3 RXE=$4  # $1, CMAKE: unused since the packages come from debian/
 	# Not under /tmp: systemd mounts a fresh tmpfs on the guest's /tmp, hiding anything there. A
 	# build tree under /tmp (a clone there) gets a work directory in /var/tmp instead.
 	local WORK=$BUILD/deploy-e2e
@@ -35,20 +40,20 @@ host() {
 		;;
 	esac
 	rm -rf "$WORK" && mkdir -p "$WORK" && chmod 0755 "$WORK"
-	echo "--- packaging this build with CPack"
-	(cd "$WORK" && cpack --config "$BUILD/CPackConfig.cmake" -G DEB -B "$WORK/pkg" >"$WORK/cpack.log" 2>&1) ||
-		{ cat "$WORK/cpack.log"; echo "FAIL: cpack"; return 1; }
-	local deb
-	deb=$(ls "$WORK"/pkg/pinring_*.deb 2>/dev/null | head -n 1)
-	[[ -n $deb ]] || { echo "FAIL: cpack made no .deb"; return 1; }
-	cp "$deb" "$WORK/pinring.deb"
-	dpkg-deb -f "$WORK/pinring.deb" Package Version Depends
-	echo "--- building examples/consumer against an install of this build"
-	"$CMAKE" --install "$BUILD" --prefix "$WORK/prefix" >"$WORK/install.log" 2>&1 ||
-		{ cat "$WORK/install.log"; echo "FAIL: install"; return 1; }
-	"$CMAKE" -S "$SRC/examples/consumer" -B "$WORK/consumer" -G Ninja -DCMAKE_PREFIX_PATH="$WORK/prefix" \
-		>"$WORK/consumer.log" 2>&1 && "$CMAKE" --build "$WORK/consumer" >>"$WORK/consumer.log" 2>&1 ||
-		{ cat "$WORK/consumer.log"; echo "FAIL: consumer build"; return 1; }
+	echo "--- the Debian packages"
+	mkdir -p "$WORK/debs"
+	if [[ -n ${PINRING_DEBS:-} ]] && compgen -G "$PINRING_DEBS/pinring_*.deb" >/dev/null; then
+		echo "    from $PINRING_DEBS"
+		cp "$PINRING_DEBS"/*.deb "$WORK/debs/"
+	else
+		"$SRC/scripts/build-debs.sh" "$WORK/build-debs" || { echo "FAIL: building the packages"; return 1; }
+		cp "$WORK"/build-debs/*.deb "$WORK/debs/"
+	fi
+	rm -f "$WORK"/debs/*-dbgsym_*.deb
+	local d
+	for d in "$WORK"/debs/*.deb; do echo "    $(basename "$d"): $(dpkg-deb -f "$d" Depends)"; done
+	# The consumer's source: the guest builds it against the installed libpinring-dev.
+	cp -r "$SRC/examples/consumer" "$WORK/consumer-src"
 	cp "$SRC/tests/deploy/systemd_e2e.sh" "$WORK/systemd_e2e.sh"
 	chmod -R a+rX "$WORK"
 	echo "--- booting the guest (systemd as PID 1)"
@@ -71,23 +76,49 @@ guest() {
 	local CONSUMER=$WORK/consumer/pinring-consumer
 	echo "guest: $(uname -r), systemd $(systemctl --version | head -n 1 | cut -d' ' -f2), $(rdma link show 2>&1 | head -n 1)"
 
-	# --- 0. install the package
+	# --- 0. install the packages, as an administrator would
 	# The man-db trigger rebuilds the whole man index: minutes under emulation, and not under test.
 	rm -f /var/lib/man-db/auto-update
-	if dpkg -i "$WORK/pinring.deb" >"$WORK/dpkg.log" 2>&1; then
-		pass 0 "dpkg -i pinring.deb"
+	if DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$WORK"/debs/*.deb \
+		>"$WORK/apt.log" 2>&1; then
+		pass 0 "apt-get install ./*.deb: $(dpkg-query -W -f='${Package} ${Version}, ' pinring libpinring0 libpinring-dev pinring-examples)"
 	else
-		sed 's/^/    /' "$WORK/dpkg.log"
-		fail 0 "dpkg -i failed"
+		sed 's/^/    /' "$WORK/apt.log"
+		fail 0 "apt-get install of the packages failed"
 		return 1
 	fi
 	getent group pinring >/dev/null && getent passwd pinring >/dev/null ||
-		fail 0 "postinst did not create the pinring user and group"
+		fail 0 "the maintainer scripts did not create the pinring user and group"
 	[[ $(stat -c '%U:%G %a' /run/pinring 2>&1) == "pinring:pinring 750" ]] ||
 		fail 0 "/run/pinring is '$(stat -c '%U:%G %a' /run/pinring 2>&1)', expected pinring:pinring 750"
+	local enabled active
+	enabled=$(systemctl is-enabled ringd.service 2>&1)
+	active=$(systemctl is-active ringd.service 2>&1)
+	[[ $enabled == disabled && $active == inactive ]] ||
+		fail 0 "installing enabled or started ringd (is-enabled: $enabled, is-active: $active); an administrator does that"
+
+	# --- 9. the out-of-tree consumer against the installed libpinring-dev
+	if cmake -S "$WORK/consumer-src" -B "$WORK/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+		>"$WORK/consumer.log" 2>&1 && cmake --build "$WORK/consumer" >>"$WORK/consumer.log" 2>&1; then
+		local lib
+		lib=$(ldd "$CONSUMER" | awk '$1 == "libpinring.so.0" {print $3}')
+		if [[ $(realpath "$lib" 2>/dev/null) == "$(realpath /usr/lib/x86_64-linux-gnu/libpinring.so.0)" ]] &&
+			grep -q "pinring" "$WORK/consumer/CMakeCache.txt" &&
+			grep -q "pinring_DIR:PATH=/usr/lib/x86_64-linux-gnu/cmake/pinring" "$WORK/consumer/CMakeCache.txt"; then
+			pass 9 "consumer built with find_package(pinring) from /usr; runs against $lib"
+		else
+			ldd "$CONSUMER" | sed 's/^/    ldd: /'
+			grep pinring_DIR "$WORK/consumer/CMakeCache.txt" | sed 's/^/    /'
+			fail 9 "the consumer does not use the installed package and libpinring.so.0"
+		fi
+	else
+		sed 's/^/    /' "$WORK/consumer.log"
+		fail 9 "building the consumer against libpinring-dev failed"
+		return 1
+	fi
 
 	# --- 7 first (cheap, and the rest of the test relies on these units)
-	if systemd-analyze verify /usr/lib/systemd/system/ringd.service /usr/lib/systemd/system/ringd.socket \
+	if systemd-analyze verify /lib/systemd/system/ringd.service /lib/systemd/system/ringd.socket \
 		>"$WORK/verify.log" 2>&1; then
 		pass 7 "systemd-analyze verify ringd.service ringd.socket"
 	else
@@ -128,6 +159,14 @@ guest() {
 	else
 		sed 's/^/    /' "$WORK/alice.log"
 		fail 2 "the client run by a pinring member failed"
+	fi
+
+	local hello=/usr/libexec/pinring/examples/pinring-hello
+	if runuser -u alice -- "$hello" >"$WORK/hello.log" 2>&1 && grep -q "connected to ringd" "$WORK/hello.log"; then
+		pass 2 "alice runs pinring-examples' $hello: $(grep 'connected to ringd' "$WORK/hello.log")"
+	else
+		sed 's/^/    /' "$WORK/hello.log"
+		fail 2 "pinring-hello from pinring-examples failed for a pinring member"
 	fi
 
 	# --- 3. a non-member is refused, clearly

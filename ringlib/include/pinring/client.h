@@ -23,6 +23,7 @@
 #include "pinring/descriptors.h"
 #include "pinring/queue.h"
 #include "pinring/region.h"
+#include "pinring/export.h"
 #include "pinring/wire_protocol.h"
 
 namespace pinring {
@@ -58,12 +59,12 @@ struct ServerInfo {
 
 // The socket path Connect would use for `options`: options.socket_path, else $PINRING_SOCKET, else
 // the compiled-in default.
-std::string ResolveSocketPath(const ClientOptions& options);
+PINRING_EXPORT std::string ResolveSocketPath(const ClientOptions& options);
 
 // RAII handle on one connection to ringd. Move-only. Queues and Regions created from it keep the
 // connection alive on their own, so they may outlive the Client object. Thread-safe: control
 // requests from several threads are serialized.
-class Client {
+class PINRING_EXPORT Client {
  public:
   // Connects and performs the versioned handshake. Errors name the fix:
   //   Unavailable       nothing listens at the path ("ringd is not running at PATH: start it ...")

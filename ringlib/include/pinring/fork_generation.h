@@ -11,11 +11,12 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "pinring/export.h"
 
 namespace pinring::internal {
 
 // Bumped once in each forked child, never otherwise. Defined in src/fork_generation.cc.
-extern std::atomic<std::uint32_t> g_fork_generation;
+PINRING_EXPORT extern std::atomic<std::uint32_t> g_fork_generation;
 
 // The current process's generation.
 inline std::uint32_t CurrentForkGeneration() {
@@ -26,9 +27,9 @@ inline std::uint32_t CurrentForkGeneration() {
 }
 
 // Installs the pthread_atfork child handler once per process. Thread-safe, idempotent.
-void InstallForkHandler();
+PINRING_EXPORT void InstallForkHandler();
 
 // The FailedPrecondition every inherited handle returns; `what` names the handle ("queue 3").
-absl::Status InheritedAcrossForkError(const char* what);
+PINRING_EXPORT absl::Status InheritedAcrossForkError(const char* what);
 
 }  // namespace pinring::internal

@@ -18,6 +18,17 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "pinring/export.h"
+
+/* The version of these headers (the project's version; CMake checks they agree). A program can
+ * test it at compile time, e.g. #if PINRING_VERSION_NUMBER >= 100 for 0.1.0 and later. */
+#define PINRING_VERSION_MAJOR 0
+#define PINRING_VERSION_MINOR 1
+#define PINRING_VERSION_PATCH 0
+#define PINRING_VERSION_STRING "0.1.0"
+#define PINRING_VERSION_NUMBER \
+  (PINRING_VERSION_MAJOR * 10000 + PINRING_VERSION_MINOR * 100 + PINRING_VERSION_PATCH)
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -109,50 +120,50 @@ typedef struct pinring_queue_options {
 
 /* Description of the last failure on the calling thread ("" if none). Valid until the next
  * pinring_* call on this thread. */
-const char* pinring_last_error(void);
+PINRING_EXPORT const char* pinring_last_error(void);
 
 /* Name of a completion status ("ok", "out-of-bounds", ...). */
-const char* pinring_completion_status_name(int32_t status);
+PINRING_EXPORT const char* pinring_completion_status_name(int32_t status);
 
 /* FNV-1a 64, the checksum CHECKSUM computes. */
-uint64_t pinring_fnv1a64(const void* data, size_t len);
+PINRING_EXPORT uint64_t pinring_fnv1a64(const void* data, size_t len);
 
 /* Connects to ringd at `socket_path` (NULL or "": $PINRING_SOCKET, else the default path) and
  * performs the handshake. On success stores a new handle in *out. */
-int pinring_connect(const char* socket_path, pinring_client** out);
+PINRING_EXPORT int pinring_connect(const char* socket_path, pinring_client** out);
 /* "cpu" or "verbs". Owned by the client handle. */
-const char* pinring_client_backend(const pinring_client* client);
+PINRING_EXPORT const char* pinring_client_backend(const pinring_client* client);
 /* Releases the handle; ringd forgets the client once its queues and regions are closed too. */
-void pinring_client_close(pinring_client* client);
+PINRING_EXPORT void pinring_client_close(pinring_client* client);
 
 /* Creates and registers a data region of `size` bytes (huge_pages: 0/1; fork_mode:
  * PINRING_FORK_*). On success stores a new handle in *out. */
-int pinring_region_create(pinring_client* client, uint64_t size, int huge_pages, int fork_mode,
-                          pinring_region** out);
+PINRING_EXPORT int pinring_region_create(pinring_client* client, uint64_t size, int huge_pages,
+                                         int fork_mode, pinring_region** out);
 /* The mapped bytes (size bytes), owned by the region handle. */
-void* pinring_region_data(const pinring_region* region);
-uint64_t pinring_region_size(const pinring_region* region);
+PINRING_EXPORT void* pinring_region_data(const pinring_region* region);
+PINRING_EXPORT uint64_t pinring_region_size(const pinring_region* region);
 /* The handle to put in pinring_descriptor.src_region / dst_region. */
-uint32_t pinring_region_handle(const pinring_region* region);
+PINRING_EXPORT uint32_t pinring_region_handle(const pinring_region* region);
 /* Deregisters and unmaps. */
-void pinring_region_close(pinring_region* region);
+PINRING_EXPORT void pinring_region_close(pinring_region* region);
 
 /* Fills *opts with the defaults. */
-void pinring_queue_options_init(pinring_queue_options* opts);
+PINRING_EXPORT void pinring_queue_options_init(pinring_queue_options* opts);
 /* Creates a queue (opts NULL: defaults). On success stores a new handle in *out. */
-int pinring_queue_create(pinring_client* client, const pinring_queue_options* opts,
-                         pinring_queue** out);
+PINRING_EXPORT int pinring_queue_create(pinring_client* client, const pinring_queue_options* opts,
+                                        pinring_queue** out);
 /* Copies up to n descriptors into the submission ring and commits them (ringing the doorbell
  * only if ringd sleeps). Returns how many were submitted (0 when the ring is full). */
-int pinring_submit(pinring_queue* queue, const pinring_descriptor* descs, uint32_t n);
+PINRING_EXPORT int pinring_submit(pinring_queue* queue, const pinring_descriptor* descs, uint32_t n);
 /* Waits until at least `min` completions are ready or timeout_ms passes (-1: 60 s). Returns the
  * number ready, PINRING_ERR_DEADLINE_EXCEEDED on timeout, PINRING_ERR_UNAVAILABLE if ringd
  * stopped. */
-int pinring_wait(pinring_queue* queue, uint32_t min, int timeout_ms);
+PINRING_EXPORT int pinring_wait(pinring_queue* queue, uint32_t min, int timeout_ms);
 /* Copies up to max ready completions into out and releases them. Returns how many. */
-int pinring_reap(pinring_queue* queue, pinring_completion* out, uint32_t max);
+PINRING_EXPORT int pinring_reap(pinring_queue* queue, pinring_completion* out, uint32_t max);
 /* Destroys the queue in ringd, unmaps it, closes its eventfds. */
-void pinring_queue_close(pinring_queue* queue);
+PINRING_EXPORT void pinring_queue_close(pinring_queue* queue);
 
 /* Descriptor builders (all reserved fields zero). */
 static inline pinring_descriptor pinring_make_nop(uint64_t user_data) {

@@ -27,6 +27,7 @@
 #include "pinring/fork_generation.h"
 #include "pinring/ring_format.h"
 #include "pinring/spsc_ring.h"
+#include "pinring/export.h"
 #include "pinring/wire_protocol.h"
 
 namespace pinring {
@@ -53,7 +54,7 @@ struct QueueOptions {
 
 // RAII handle: the destructor asks ringd to destroy the queue (completions of descriptors still in
 // flight are lost), then unmaps the rings and closes the eventfds. Move-only.
-class Queue {
+class PINRING_EXPORT Queue {
  public:
   Queue() = default;  // an empty handle; only assignment and destruction are valid
   Queue(Queue&& other) noexcept;

@@ -29,6 +29,7 @@
 #include "pinring/fork_mode.h"
 #include "pinring/rdma_wire.h"
 #include "pinring/ring_format.h"
+#include "pinring/export.h"
 #include "pinring/wire_protocol.h"
 
 namespace pinring {
@@ -55,7 +56,7 @@ struct RdmaQueueOptions {
 
 // A data region: the client's private memory registered under a fork mode, granted a handle by
 // ringd. Use handle() in Descriptor::src_region / dst_region.
-class RdmaRegion {
+class PINRING_EXPORT RdmaRegion {
  public:
   std::byte* data() const;
   std::size_t size() const { return size_; }
@@ -71,7 +72,7 @@ class RdmaRegion {
   bool mr_revoked_ = false;  // RevokeRegionMrForTesting: the MR is gone, leak the PrivateRegion
 };
 
-class RdmaQueue {
+class PINRING_EXPORT RdmaQueue {
  public:
   // Resolves `address`, opens the device the route uses, maps + registers the rings under
   // opts.fork_mode, connects. InvalidArgument for bad sizes; Unavailable when ringd cannot be
@@ -167,15 +168,15 @@ class RdmaQueue {
 };
 
 // A REMOTE_WRITE of local src_region[src_offset, +length) into the grant at dst_offset.
-Descriptor RemoteWriteDescriptor(const rdma::GrantToken& dst, std::uint64_t dst_offset,
+PINRING_EXPORT Descriptor RemoteWriteDescriptor(const rdma::GrantToken& dst, std::uint64_t dst_offset,
                                  std::uint32_t src_region, std::uint64_t src_offset,
                                  std::uint64_t length, std::uint64_t user_data);
 // A REMOTE_READ of the grant's [src_offset, +length) into local dst_region at dst_offset.
-Descriptor RemoteReadDescriptor(const rdma::GrantToken& src, std::uint64_t src_offset,
+PINRING_EXPORT Descriptor RemoteReadDescriptor(const rdma::GrantToken& src, std::uint64_t src_offset,
                                 std::uint32_t dst_region, std::uint64_t dst_offset,
                                 std::uint64_t length, std::uint64_t user_data);
 // "node:handle:key" in hex, and back (InvalidArgument on anything else).
-std::string FormatGrantToken(const rdma::GrantToken& t);
-absl::StatusOr<rdma::GrantToken> ParseGrantToken(absl::string_view text);
+PINRING_EXPORT std::string FormatGrantToken(const rdma::GrantToken& t);
+PINRING_EXPORT absl::StatusOr<rdma::GrantToken> ParseGrantToken(absl::string_view text);
 
 }  // namespace pinring

@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 
+#include "pinring/export.h"
 #include "pinring/fork_mode.h"
 
 namespace pinring {
@@ -33,7 +34,7 @@ struct RegionOptions {
 // Thread-compatible: distinct Regions may be used from distinct threads; the bytes themselves
 // follow the usual rules for memory shared with a device (do not write bytes an in-flight
 // descriptor reads).
-class Region {
+class PINRING_EXPORT Region {
  public:
   Region() = default;  // an empty handle; only assignment and destruction are valid
   Region(Region&& other) noexcept;

@@ -4,6 +4,7 @@
 #include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
+#include "pinring/export.h"
 #include "absl/status/statusor.h"
 
 namespace pinring {
@@ -12,10 +13,10 @@ namespace pinring {
 // Unavailable (retry), ENOMEM -> ResourceExhausted, EPERM/EACCES -> PermissionDenied, ENOENT ->
 // NotFound, ...), prefixed with `what` (the failed call).
 // The message ends with strerror(err).
-absl::Status ErrnoToStatus(int err, absl::string_view what);
+PINRING_EXPORT absl::Status ErrnoToStatus(int err, absl::string_view what);
 
 // ErrnoToStatus(errno, what), for use right after a failed call.
-absl::Status LastErrnoStatus(absl::string_view what);
+PINRING_EXPORT absl::Status LastErrnoStatus(absl::string_view what);
 
 }  // namespace pinring
 
