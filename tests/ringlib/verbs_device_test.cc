@@ -3,8 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "common/require_device.h"
@@ -56,8 +58,21 @@ TEST(VerbsDeviceTest, LoopbackWriteAndReadMoveTheBytes) {
   EXPECT_TRUE((*qp)->broken());
 }
 
-TEST(VerbsDeviceTest, ForkUnneededIsQueryable) {
-  (void)IbvForkUnneeded();  // must not crash with or without a device
+TEST(VerbsDeviceTest, ForkUnneededMatchesTheKernelsCopyOnFork) {
+  PINRING_REQUIRE_RDMA_DEVICE();
+  // Since 5.13 the kernel copies pinned anonymous pages at fork() and says so over RDMA netlink
+  // (RDMA_NLDEV_SYS_ATTR_COPY_ON_FORK), which `rdma system show` prints. IbvForkUnneeded() (rdma-
+  // core's ibv_is_fork_initialized() == IBV_FORK_UNNEEDED) must say the same thing.
+  std::string out;
+  if (FILE* p = popen("rdma system show 2>&1", "r")) {
+    char buf[512];
+    while (std::size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    pclose(p);
+  }
+  ASSERT_NE(out.find("copy-on-fork"), std::string::npos)
+      << "`rdma system show` printed no copy-on-fork field (iproute2 too old?): " << out;
+  const bool kernel_copies = out.find("copy-on-fork on") != std::string::npos;
+  EXPECT_EQ(IbvForkUnneeded(), kernel_copies) << "rdma system show: " << out;
 }
 
 }  // namespace
