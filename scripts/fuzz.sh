@@ -35,6 +35,17 @@ done
 [[ $SECONDS_PER_TARGET =~ ^[0-9]+$ ]] || { echo "fuzz.sh: --seconds wants a number" >&2; exit 2; }
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ missing: run scripts/install-deps.sh" >&2; exit 1; }
 
+# build_targets DIR CMAKE_FLAG...: configures DIR for the fuzz targets (clang, libFuzzer) with the
+# extra flags and builds the chosen targets.
+build_targets() {
+  local dir=$1
+  shift
+  CC=clang CXX=clang++ cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DPINRING_FUZZ=ON -DPINRING_BUILD_TESTS=OFF -DPINRING_BUILD_BENCH=OFF \
+    -DPINRING_BUILD_EXAMPLES=OFF "$@" >/dev/null &&
+    cmake --build "$dir" -j "${JOBS:-$(nproc)}" --target "${TARGETS[@]/#/fuzz_}"
+}
+
 # The decoder files of each target: what its untrusted bytes reach first. Files that also hold
 # code no decoder reaches (device operations, the client side) are measured by function instead.
 decoder_files() {
@@ -57,13 +68,7 @@ if ((COVERAGE)); then
   LLVMCOV=$(command -v llvm-cov-14 || command -v llvm-cov)
   [[ -n $PROFDATA && -n $LLVMCOV ]] || { echo "fuzz.sh: llvm-profdata/llvm-cov missing: apt-get install llvm" >&2; exit 1; }
   echo "fuzz.sh: building the targets with llvm-cov instrumentation in $COV"
-  if ! { CC=clang CXX=clang++ cmake -S . -B "$COV" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-           -DPINRING_FUZZ=ON -DPINRING_COVERAGE=ON -DPINRING_BUILD_TESTS=OFF \
-           -DPINRING_BUILD_BENCH=OFF -DPINRING_BUILD_EXAMPLES=OFF >/dev/null &&
-         cmake --build "$COV" -j "${JOBS:-$(nproc)}" --target "${TARGETS[@]/#/fuzz_}"; }; then
-    echo "fuzz.sh: coverage build failed" >&2
-    exit 1
-  fi
+  build_targets "$COV" -DPINRING_COVERAGE=ON || { echo "fuzz.sh: coverage build failed" >&2; exit 1; }
   report=$COV/coverage.txt
   : >"$report"
   for t in "${TARGETS[@]}"; do
@@ -96,10 +101,7 @@ if ((COVERAGE)); then
 fi
 
 echo "fuzz.sh: building the targets in $OUT (clang, ASan+UBSan, libFuzzer)"
-if ! { CC=clang CXX=clang++ cmake -S . -B "$OUT" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-         -DPINRING_FUZZ=ON -DPINRING_SANITIZE=ON -DPINRING_BUILD_TESTS=OFF \
-         -DPINRING_BUILD_BENCH=OFF -DPINRING_BUILD_EXAMPLES=OFF >/dev/null &&
-       cmake --build "$OUT" -j "${JOBS:-$(nproc)}" --target "${TARGETS[@]/#/fuzz_}"; }; then
+if ! build_targets "$OUT" -DPINRING_SANITIZE=ON; then
   echo "fuzz.sh: build failed" >&2
   echo "0 passed, 1 failed"
   exit 1
