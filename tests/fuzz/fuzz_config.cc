@@ -58,5 +58,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       t.max_registered_bytes_per_uid == 0) {
     std::abort();
   }
+  // What a validated config announces to clients (HelloReply) must be the config itself.
+  const pinring::wire::Limits l = c->limits.ToWire();
+  if (l.max_queues != c->limits.max_queues || l.max_sq_entries != c->limits.max_ring_entries ||
+      l.max_region_bytes != c->limits.max_region_bytes || BackendKindName(c->backend).empty()) {
+    std::abort();
+  }
   return 0;
 }

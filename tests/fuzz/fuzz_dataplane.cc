@@ -296,6 +296,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   (void)reaped;
+  // ringd's shutdown: descriptors still submitted are answered kShuttingDown, not executed.
+  if (!latched) {
+    const std::uint32_t before = hdr->cq_tail.value.load(std::memory_order_acquire);
+    server->Stop(QueueError::kDaemonStopping);
+    const std::uint32_t after = hdr->cq_tail.value.load(std::memory_order_acquire);
+    FUZZ_CHECK(after - before <= kEntries, "shutdown moved cq_tail by %u", after - before);
+    for (std::uint32_t k = before; k != after; ++k) {
+      const std::int32_t st = cq[k % kEntries].status;
+      FUZZ_CHECK(st == static_cast<std::int32_t>(CompletionStatus::kShuttingDown),
+                 "shutdown answered a descriptor with status %d, not shutting-down", st);
+    }
+    FUZZ_CHECK(server->stopped(), "Stop left the queue running");
+  }
   server.reset();
   munmap(client, l.total_size);
   return 0;
