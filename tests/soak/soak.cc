@@ -838,6 +838,10 @@ int main(int argc, char** argv) {
         break;
       }
       ringd.reset();
+      // Cleared while no ringd runs: an honest client that registers with the new ringd sets its
+      // flag after this. (Cleared after the start, a client quick enough to register first had
+      // its flag wiped and was waited for in vain: seen under ASan.)
+      for (int i = 0; i < clients; ++i) ready[i] = false;
       auto again = start();
       if (!again.ok()) {
         ++failed;
@@ -846,7 +850,6 @@ int main(int argc, char** argv) {
       }
       ringd = std::move(*again);
       ++done_restarts;
-      for (int i = 0; i < clients; ++i) ready[i] = false;
       if (!wait_ready()) {
         ++failed;
         break;
