@@ -178,7 +178,8 @@ absl::StatusOr<int> ForkModeAccessFlags(ForkMode mode, bool device_writes) {
 absl::StatusOr<std::unique_ptr<PrivateRegion>> PrivateRegion::Create(VerbsDevice& dev,
                                                                      std::size_t len,
                                                                      const Options& opts) {
-  PINRING_ASSIGN_OR_RETURN(const int access, ForkModeAccessFlags(opts.mode, opts.device_writes));
+  PINRING_ASSIGN_OR_RETURN(int access, ForkModeAccessFlags(opts.mode, opts.device_writes));
+  if (opts.local_only) access = opts.device_writes ? IBV_ACCESS_LOCAL_WRITE : 0;
   PINRING_ASSIGN_OR_RETURN(MappedMemory mem, MapForkModeMemory(len, opts.mode, opts.backing));
   std::unique_ptr<PrivateRegion> r(new PrivateRegion(std::move(mem), opts));
   r->access_ = access;

@@ -14,7 +14,7 @@ constexpr bool Inside(std::uint64_t off, std::uint64_t len, std::uint64_t size) 
 
 }  // namespace
 
-CompletionStatus ValidateRdmaDescriptor(const Descriptor& d, RemoteOps& ops) {
+CompletionStatus ValidateRdmaDescriptor(const Descriptor& d, RegionLookup& ops) {
   // Every field below is client-written and untrusted; the order of checks (and so the status
   // reported for a descriptor with several faults) follows the shm transport's validator.
   if (d.opcode >= kRdmaOpcodeCount) return CompletionStatus::kBadOpcode;
@@ -74,12 +74,13 @@ CompletionStatus ValidateRdmaDescriptor(const Descriptor& d, RemoteOps& ops) {
   return CompletionStatus::kOk;
 }
 
-CompletionStatus ExecuteOne(const Descriptor& d, RemoteOps& ops, std::uint64_t* result) {
+rdma_async::Task<CompletionStatus> ExecuteOne(Descriptor d, RemoteOps& ops,
+                                              std::uint64_t* result) {
   *result = 0;
   const CompletionStatus v = ValidateRdmaDescriptor(d, ops);
-  if (v != CompletionStatus::kOk) return v;
+  if (v != CompletionStatus::kOk) co_return v;
   const auto op = static_cast<Opcode>(d.opcode);
-  if (IsRemoteOpcode(d.opcode)) return ops.Remote(d, result);
+  if (IsRemoteOpcode(d.opcode)) co_return co_await ops.Remote(d, result);
   // Validated: copy what we need now; the region table does not change during one descriptor.
   const GrantedRegion src = op == Opcode::kNop || op == Opcode::kFill ? GrantedRegion{}
                                                                       : *ops.Lookup(d.src_region);
@@ -90,19 +91,19 @@ CompletionStatus ExecuteOne(const Descriptor& d, RemoteOps& ops, std::uint64_t* 
   std::byte* bounce = ops.bounce();
   switch (op) {
     case Opcode::kNop:
-      return CompletionStatus::kOk;
+      co_return CompletionStatus::kOk;
     case Opcode::kChecksum: {
       std::uint64_t h = kFnv1a64Seed;
       for (std::uint64_t done = 0; done < d.length;) {
         const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(chunk_max, d.length - done));
-        if (!ops.Read(src.addr + d.src_offset + done, src.rkey, n).ok()) {
-          return CompletionStatus::kDeviceError;
+        if (!(co_await ops.Read(src.addr + d.src_offset + done, src.rkey, n)).ok()) {
+          co_return CompletionStatus::kDeviceError;
         }
         h = Fnv1a64(std::span<const std::byte>(bounce, n), h);
         done += n;
       }
       *result = h;
-      return CompletionStatus::kOk;
+      co_return CompletionStatus::kOk;
     }
     case Opcode::kFill: {
       // The bounce buffer holds the pattern once; chunks are multiples of 8, so a 64-bit pattern
@@ -116,28 +117,28 @@ CompletionStatus ExecuteOne(const Descriptor& d, RemoteOps& ops, std::uint64_t* 
       }
       for (std::uint64_t done = 0; done < d.length;) {
         const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(fill_len, d.length - done));
-        if (!ops.Write(dst.addr + d.dst_offset + done, dst.rkey, n).ok()) {
-          return CompletionStatus::kDeviceError;
+        if (!(co_await ops.Write(dst.addr + d.dst_offset + done, dst.rkey, n)).ok()) {
+          co_return CompletionStatus::kDeviceError;
         }
         done += n;
       }
       *result = d.length;
-      return CompletionStatus::kOk;
+      co_return CompletionStatus::kOk;
     }
     case Opcode::kCopy: {
       for (std::uint64_t done = 0; done < d.length;) {
         const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(chunk_max, d.length - done));
-        if (!ops.Read(src.addr + d.src_offset + done, src.rkey, n).ok() ||
-            !ops.Write(dst.addr + d.dst_offset + done, dst.rkey, n).ok()) {
-          return CompletionStatus::kDeviceError;
+        if (!(co_await ops.Read(src.addr + d.src_offset + done, src.rkey, n)).ok() ||
+            !(co_await ops.Write(dst.addr + d.dst_offset + done, dst.rkey, n)).ok()) {
+          co_return CompletionStatus::kDeviceError;
         }
         done += n;
       }
       *result = d.length;
-      return CompletionStatus::kOk;
+      co_return CompletionStatus::kOk;
     }
   }
-  return CompletionStatus::kBadOpcode;
+  co_return CompletionStatus::kBadOpcode;
 }
 
 }  // namespace pinring::ringd

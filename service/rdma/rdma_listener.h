@@ -1,7 +1,12 @@
 // ringd's side of the `rdma` transport: an rdma_cm listener and the executor of descriptors that
 // live in the clients' own pinned memory. One thread owns everything: the rdma_cm event channel,
-// one completion channel per device, every connection's CQ and QP. See pinring/rdma_wire.h for
-// the protocol and docs/rdma-transport.md for the design.
+// one completion channel per device, every connection's CQ and QP. Each connection's work is a
+// coroutine (task.h) that waits only for its own RDMA operations, so a stalled client or peer
+// ringd delays nobody else. See pinring/rdma_wire.h for the protocol and docs/rdma-transport.md
+// for the design. The parts, one file each: connection (a client or peer connection), serve
+// (its control messages and descriptors), rdma_executor (one descriptor), remote_memory
+// (REMOTE ops), grant_table, peer_link (links to other ringds), pending_ops (RDMA ops in
+// flight and their deadlines) and this listener (rdma_cm accept and the loop).
 //
 // Per connection: ringd keeps its own head, ring sizes and the regions it granted. A doorbell's
 // tail is untrusted (bounded by head + sq_entries); descriptors are RDMA READ into ringd's memory
@@ -16,6 +21,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -48,6 +54,18 @@ struct RdmaListenerOptions {
   std::function<void(const std::string&)> log;
 };
 
+// One connection as ringctl shows it.
+struct RdmaConnectionInfo {
+  std::uint32_t id = 0;
+  bool peer = false;          // another ringd (kConnectFlagPeer), not a client
+  std::string remote;         // the client's address:port
+  std::uint32_t sq_entries = 0, cq_entries = 0;
+  std::uint32_t regions = 0;  // regions granted to it
+  std::uint64_t descriptors = 0;
+  std::uint32_t pending = 0;  // descriptors announced by a doorbell, not yet completed
+  bool busy = false;          // its task is running (waiting on an RDMA op or the client)
+};
+
 struct RdmaListenerStats {
   std::uint64_t accepted = 0;
   std::uint64_t rejected = 0;
@@ -55,6 +73,11 @@ struct RdmaListenerStats {
   std::uint64_t closed = 0;     // connections ended by the client
   std::uint64_t descriptors = 0;
   std::uint32_t connected = 0;
+  std::uint32_t grants = 0;      // exported regions
+  std::uint32_t peer_links = 0;  // ringd's own links to other ringds
+  std::uint32_t ops_in_flight = 0;
+  // Refreshed by the listener's thread at most every 100 ms and on every connect and close.
+  std::vector<RdmaConnectionInfo> connections;
 };
 
 class RdmaListener {

@@ -20,17 +20,12 @@
 namespace pinring::ringd {
 namespace {
 
-class Grants final : public RemoteOps {
+class Grants final : public RegionLookup {
  public:
-  absl::Status Read(std::uint64_t, std::uint32_t, std::uint32_t) override { std::abort(); }
-  absl::Status Write(std::uint64_t, std::uint32_t, std::uint32_t) override { std::abort(); }
-  std::byte* bounce() override { return nullptr; }
-  std::uint32_t bounce_size() override { return 0; }
   const GrantedRegion* Lookup(std::uint32_t h) override {
     auto it = table.find(h);
     return it == table.end() ? nullptr : &it->second;
   }
-  CompletionStatus Remote(const Descriptor&, std::uint64_t*) override { std::abort(); }
   absl::flat_hash_map<std::uint32_t, GrantedRegion> table;
 };
 

@@ -1,4 +1,4 @@
-// The rdma transport's validator on ringd's table of grants (no device: RemoteOps is ringd's own
+// The rdma transport's validator on ringd's table of grants (no device: RegionLookup is ringd's own
 // interface, implemented here by a table). Overlap is judged on the client's memory, not on the
 // handles: two grants may cover the same bytes (issue 11, item 8).
 #include "service/rdma/rdma_executor.h"
@@ -11,22 +11,11 @@
 namespace pinring::ringd {
 namespace {
 
-class GrantTable final : public RemoteOps {
+class GrantTable final : public RegionLookup {
  public:
-  absl::Status Read(std::uint64_t, std::uint32_t, std::uint32_t) override {
-    return absl::UnimplementedError("validation only");
-  }
-  absl::Status Write(std::uint64_t, std::uint32_t, std::uint32_t) override {
-    return absl::UnimplementedError("validation only");
-  }
-  std::byte* bounce() override { return nullptr; }
-  std::uint32_t bounce_size() override { return 0; }
   const GrantedRegion* Lookup(std::uint32_t h) override {
     auto it = grants.find(h);
     return it == grants.end() ? nullptr : &it->second;
-  }
-  CompletionStatus Remote(const Descriptor&, std::uint64_t*) override {
-    return CompletionStatus::kDeviceError;
   }
   absl::flat_hash_map<std::uint32_t, GrantedRegion> grants;
 };

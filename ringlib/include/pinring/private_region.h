@@ -89,6 +89,10 @@ class PrivateRegion {
     ForkMode mode = ForkMode::kKernel;
     bool device_writes = false;
     PageBacking backing = PageBacking::kSmall;
+    // The memory is only ever the local side of this process's own work requests (staging,
+    // bounce buffers): no remote access at all, LOCAL_WRITE when device_writes. No peer can
+    // reach it with an rkey.
+    bool local_only = false;
   };
   // Errors: those of MapForkModeMemory, ApplyForkSafety, ForkModeAccessFlags and
   // VerbsDevice::Register (ResourceExhausted when RLIMIT_MEMLOCK is too small).

@@ -96,6 +96,8 @@ class RdmaChannel {
   // Returns false on timeout.
   absl::StatusOr<bool> WaitCqEvent(absl::Duration timeout);
 
+  // The fd of the channel's own completion channel (non-blocking), -1 with a shared one.
+  int comp_fd() const;
   ibv_qp* qp() const { return qp_; }
   ibv_cq* cq() const { return cq_; }
   rdma_cm_id* id() const { return id_; }

@@ -103,8 +103,8 @@ class PINRING_EXPORT RdmaQueue {
   // error once it has failed.
   absl::Status Submit(absl::Span<const Descriptor> descs);
   // Copies up to out.size() completions, waiting up to `timeout` for the first (per the queue's
-  // completion_wait). Returns how many (0 on timeout). The connection's error once it failed
-  // and nothing is left to reap.
+  // completion_wait). Returns how many (0 on timeout). A zero timeout still polls what already
+  // arrived. The connection's error once it failed and nothing is left to reap.
   absl::StatusOr<std::size_t> Reap(absl::Span<Completion> out, absl::Duration timeout);
   // Submit one, reap one. REQUIRES: nothing else in flight.
   absl::StatusOr<Completion> SubmitAndWait(const Descriptor& d, absl::Duration timeout);

@@ -36,6 +36,16 @@ inline constexpr std::uint16_t kDefaultRdmaPort = 18515;
 // Receive buffers each side keeps posted beyond the ring sizes (control replies, errors).
 inline constexpr std::uint32_t kControlSlack = 8;
 
+// Both sides post control messages from, and receive them into, slots of this size (one message
+// per slot, cache-line aligned). A sender keeps kSendSlots SENDs in flight at most, which bounds
+// the receives its peer must keep posted.
+inline constexpr std::uint32_t kSlotBytes = 128;
+inline constexpr std::uint32_t kSendSlots = 16;
+// Work-request ids: a receive's id carries kRecvTag and its slot, a SEND's carries kSendTag and
+// its slot; other ids (one-sided operations) carry neither bit.
+inline constexpr std::uint64_t kRecvTag = 1ull << 62;
+inline constexpr std::uint64_t kSendTag = 1ull << 61;
+
 // ConnectRequest::flags
 inline constexpr std::uint16_t kConnectFlagSqReadOnly = 1u << 0;  // informational: SQ fork mode
 // A ringd connecting to another ringd to forward REMOTE_WRITE / REMOTE_READ (no rings: the ring
@@ -111,6 +121,7 @@ struct ControlMessage {
 };
 static_assert(sizeof(ControlMessage) == 80);
 static_assert(std::is_trivially_copyable_v<ControlMessage>);
+static_assert(sizeof(ControlMessage) <= kSlotBytes, "a control message fits one slot");
 
 // A grant: one region of one client, exported by its ringd so that other clients (of the same
 // ringd or of another) can name it in REMOTE_WRITE / REMOTE_READ. Whoever holds the token may use

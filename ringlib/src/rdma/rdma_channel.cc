@@ -290,6 +290,8 @@ absl::StatusOr<int> RdmaChannel::Poll(absl::Span<ibv_wc> out) {
   return n;
 }
 
+int RdmaChannel::comp_fd() const { return own_comp_ != nullptr ? own_comp_->fd : -1; }
+
 absl::Status RdmaChannel::ArmCq() {
   if (int rc = ibv_req_notify_cq(cq_, 0); rc != 0) {
     return pinring::ErrnoToStatus(rc, "ibv_req_notify_cq");
