@@ -1,5 +1,8 @@
 #include "service/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 
 #include "absl/strings/numbers.h"
@@ -105,6 +108,24 @@ absl::Status ValidateConfig(const Config& c) {
   if (c.serve_budget_bytes != 0 && c.serve_budget_bytes < 1024) {
     return absl::InvalidArgumentError(absl::StrCat("--serve_budget_bytes=", c.serve_budget_bytes,
                                                    ": must be 0 (the backend's default) or >= 1024"));
+  }
+  in_addr bind{};
+  // Untrusted text (a flag or the flagfile): must be an IPv4 address.
+  if (inet_pton(AF_INET, c.rdma.bind_address.c_str(), &bind) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--rdma_bind='", c.rdma.bind_address,
+        "' is not an IPv4 address (an RDMA-capable interface's, or 0.0.0.0 for all)"));
+  }
+  if (c.rdma.poll_us > kMaxAdaptivePollUs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rdma_poll_us must be <= ", kMaxAdaptivePollUs));
+  }
+  if (c.rdma.max_connections == 0) {
+    return absl::InvalidArgumentError(
+        "--rdma_max_connections must be > 0 (use --rdma_port=0 to disable the rdma listener)");
+  }
+  if (c.rdma.op_timeout_ms == 0) {
+    return absl::InvalidArgumentError("--rdma_op_timeout_ms must be > 0");
   }
   if (c.handshake_timeout_ms == 0) {
     return absl::InvalidArgumentError("--handshake_timeout_ms must be > 0");

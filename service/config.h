@@ -39,6 +39,16 @@ struct TenantLimits {
 // so ringctl works when tenants hold every ordinary slot.
 inline constexpr std::uint32_t kAdminReserveConnections = 4;
 
+// The rdma transport (service/rdma, docs/rdma-transport.md): clients that register their own
+// rings and connect over RC. Each field names its flag.
+struct RdmaConfig {
+  std::uint16_t port = 18515;             // --rdma_port; 0 disables the rdma listener
+  std::string bind_address = "0.0.0.0";   // --rdma_bind (IPv4)
+  std::uint32_t poll_us = 50;             // --rdma_poll_us
+  std::uint32_t max_connections = 64;     // --rdma_max_connections
+  std::uint32_t op_timeout_ms = 10000;    // --rdma_op_timeout_ms
+};
+
 enum class BackendKind { kAuto, kCpu, kVerbs };
 absl::StatusOr<BackendKind> ParseBackendKind(absl::string_view s);
 absl::string_view BackendKindName(BackendKind k);
@@ -65,6 +75,7 @@ struct Config {
   // --default_fork_mode was given: default_fork_mode is announced to clients (HelloReply) as the
   // last layer of their region default (docs/fork-modes.md).
   bool default_fork_mode_configured = false;
+  RdmaConfig rdma;
 };
 
 // InvalidArgument naming the flag for the first unacceptable value.

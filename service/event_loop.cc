@@ -555,6 +555,7 @@ std::string EventLoop::StatsJson(bool admin, uid_t uid) {
   }
   j["global"] = total.ToJson();
   j["global"]["registered_bytes"] = registered;
+  for (const auto& [key, section] : sections_) j[key] = section(admin);
   return j.dump();
 }
 

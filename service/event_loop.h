@@ -11,6 +11,7 @@
 
 #include <liburing.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include <nlohmann/json.hpp>
 #include "service/backend.h"
 #include "service/client_session.h"
 #include "service/completion_waker.h"
@@ -46,6 +48,13 @@ class EventLoop final : public QueueScheduler {
   void Attach(ClientSession& c, QueueServer* q) override;
   void Detach(ClientSession& c, QueueServer* q) override;
   std::string StatsJson(bool admin, uid_t uid) override;
+
+  // Another part of ringd's stats (the rdma transport): `section(admin)` becomes stats[key] of
+  // every stats reply. Called on the loop's thread; it must be thread-safe against its owner.
+  using StatsSection = std::function<nlohmann::json(bool admin)>;
+  void AddStatsSection(std::string key, StatsSection section) {
+    sections_.emplace_back(std::move(key), std::move(section));
+  }
 
  private:
   struct PendingOp;
@@ -111,6 +120,7 @@ class EventLoop final : public QueueScheduler {
   std::uint64_t accepted_ = 0;
   CountersSnapshot retired_;  // counters of clients that have left
   std::int64_t started_ns_ = 0;
+  std::vector<std::pair<std::string, StatsSection>> sections_;
 };
 
 }  // namespace pinring::ringd

@@ -71,6 +71,24 @@ ABSL_FLAG(std::string, default_fork_mode, "",
           "or shared. Empty: not configured (clients fall back to dontfork, queue rings to "
           "shared)");
 
+ABSL_FLAG(std::uint16_t, rdma_port, 18515,
+          "rdma_cm port of the rdma transport listener (clients that register their own rings "
+          "and connect over RC; docs/rdma-transport.md). 0 disables it. When it cannot start "
+          "(no RDMA device or rdma_cm), ringd logs a warning and serves the shm transport only");
+ABSL_FLAG(std::uint32_t, rdma_poll_us, 50,
+          "After a doorbell of an rdma transport client, the rdma listener keeps polling its "
+          "completion queues this many microseconds before sleeping on the completion channel "
+          "(lower latency for back-to-back submissions; 0 = always sleep)");
+ABSL_FLAG(std::string, rdma_bind, "0.0.0.0",
+          "IPv4 address the rdma listener binds (an RDMA-capable interface, or 0.0.0.0 for all)");
+ABSL_FLAG(std::uint32_t, rdma_max_connections, 64,
+          "Connections the rdma listener accepts at most (clients and peer ringds); more are "
+          "rejected with a reason");
+ABSL_FLAG(std::uint32_t, rdma_op_timeout_ms, 10000,
+          "Bound on one RDMA operation of ringd against an rdma client, and on a peer ringd's "
+          "reply: beyond it that connection (or peer link) fails. Only the connection that "
+          "waits is delayed");
+
 namespace pinring::ringd {
 
 absl::StatusOr<Config> ConfigFromFlags() {
@@ -101,6 +119,11 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.admin_group = absl::GetFlag(FLAGS_admin_group);
   c.handshake_timeout_ms = absl::GetFlag(FLAGS_handshake_timeout_ms);
   c.serve_budget_bytes = absl::GetFlag(FLAGS_serve_budget_bytes);
+  c.rdma.port = absl::GetFlag(FLAGS_rdma_port);
+  c.rdma.bind_address = absl::GetFlag(FLAGS_rdma_bind);
+  c.rdma.poll_us = absl::GetFlag(FLAGS_rdma_poll_us);
+  c.rdma.max_connections = absl::GetFlag(FLAGS_rdma_max_connections);
+  c.rdma.op_timeout_ms = absl::GetFlag(FLAGS_rdma_op_timeout_ms);
   const std::string fm = absl::GetFlag(FLAGS_default_fork_mode);
   if (!fm.empty()) {  // empty: not configured; Config's built-in default stays
     auto fork_mode = ParseForkMode(fm);

@@ -18,18 +18,8 @@
 #include "service/listen_socket.h"
 #include "service/log.h"
 #include "service/rdma/rdma_listener.h"
+#include "service/rdma/rdma_stats.h"
 #include "tools/common/cli_help.h"
-
-ABSL_FLAG(std::uint16_t, rdma_port, 18515,
-          "rdma_cm port of the rdma transport listener (clients that register their own rings "
-          "and connect over RC; docs/rdma-transport.md). 0 disables it. When it cannot start "
-          "(no RDMA device or rdma_cm), ringd logs a warning and serves the shm transport only");
-ABSL_FLAG(std::uint32_t, rdma_poll_us, 50,
-          "After a doorbell of an rdma transport client, the rdma listener keeps polling its "
-          "completion queues this many microseconds before sleeping on the completion channel "
-          "(lower latency for back-to-back submissions; 0 = always sleep)");
-ABSL_FLAG(std::string, rdma_bind, "0.0.0.0",
-          "IPv4 address the rdma listener binds (an RDMA-capable interface, or 0.0.0.0 for all)");
 
 namespace {
 
@@ -112,14 +102,16 @@ int main(int argc, char** argv) {
   if (!loop.ok()) return Fail(loop.status());
   // The rdma listener runs its own thread (started after the signal mask, so it inherits it).
   std::unique_ptr<RdmaListener> rdma;
-  if (const std::uint16_t port = absl::GetFlag(FLAGS_rdma_port); port != 0) {
+  if (config->rdma.port != 0) {
     RdmaListenerOptions ro;
-    ro.port = port;
-    ro.bind_address = absl::GetFlag(FLAGS_rdma_bind);
+    ro.port = config->rdma.port;
+    ro.bind_address = config->rdma.bind_address;
+    ro.max_connections = config->rdma.max_connections;
+    ro.op_timeout = absl::Milliseconds(config->rdma.op_timeout_ms);
     ro.max_sq_entries = config->limits.max_ring_entries;
     ro.max_regions_per_connection = config->limits.max_regions;
     ro.max_region_bytes = config->limits.max_region_bytes;
-    ro.poll_window = absl::Microseconds(absl::GetFlag(FLAGS_rdma_poll_us));
+    ro.poll_window = absl::Microseconds(config->rdma.poll_us);
     ro.handshake_timeout = absl::Milliseconds(config->handshake_timeout_ms);
     // Connect, reject and connection-error lines: a remote peer triggers them, so rate-limited.
     ro.log = [](const std::string& line) { RINGD_LOG_LIMITED(kInfo, "rdma: ", line); };
@@ -127,6 +119,10 @@ int main(int argc, char** argv) {
     if (started.ok()) {
       rdma = std::move(*started);
       RINGD_LOG(kInfo, "rdma transport listening on ", ro.bind_address, ":", rdma->port());
+      RdmaListener* r = rdma.get();  // outlives the loop's Run: stopped after it
+      (*loop)->AddStatsSection("rdma", [r](bool admin) {
+        return RdmaStatsJson(r->stats(), r->port(), admin);
+      });
     } else {
       RINGD_LOG(kWarning, "rdma transport disabled: ", started.status().ToString());
     }

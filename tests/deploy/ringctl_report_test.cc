@@ -109,5 +109,33 @@ TEST(RingctlReport, PrometheusEscapesLabelValues) {
   EXPECT_NE(FormatPrometheus(s).find(R"(name="a\"b\\c\nd")"), std::string::npos);
 }
 
+TEST(RingctlReport, RdmaSectionHasItsTableAndMetrics) {
+  nlohmann::json s = Sample();
+  s["rdma"] = {{"port", 18515}, {"connected", 2}, {"accepted", 5}, {"failed", 1},
+               {"descriptors", 42}, {"grants", 1}, {"peer_links", 0}, {"ops_in_flight", 0}};
+  s["rdma"]["connections"] = nlohmann::json::array(
+      {{{"id", 3}, {"kind", "client"}, {"remote", "10.0.0.1:40000"}, {"sq_entries", 16},
+        {"descriptors", 40}, {"busy", false}},
+       {{"id", 4}, {"kind", "peer"}, {"remote", "10.0.0.2:41000"}, {"descriptors", 2}}});
+  const std::string st = FormatStatus(s);
+  EXPECT_NE(st.find("rdma transport"), std::string::npos) << st;
+  EXPECT_NE(st.find("rdma connections (2)"), std::string::npos) << st;
+  EXPECT_NE(st.find("10.0.0.2:41000"), std::string::npos) << st;
+  const std::string m = FormatPrometheus(s);
+  EXPECT_NE(m.find("# TYPE pinring_rdma_connections gauge\npinring_rdma_connections 2\n"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("pinring_rdma_failed_total 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find(R"(pinring_rdma_connection_descriptors_total{connection="4",kind="peer",)"
+                   R"(remote="10.0.0.2:41000"} 2)"),
+            std::string::npos)
+      << m;
+  // A non-admin reply has only the port: no table, no connection metrics.
+  s["rdma"] = {{"port", 18515}};
+  EXPECT_EQ(FormatStatus(s).find("rdma connections"), std::string::npos);
+  EXPECT_EQ(FormatPrometheus(s).find("pinring_rdma_connection_descriptors_total"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace pinring::ringctl

@@ -88,6 +88,15 @@ TEST(ConfigTest, DefaultsAreValidAndBadValuesNameTheFlag) {
   bad = c;
   bad.adaptive_poll_us = kMaxAdaptivePollUs + 1;
   EXPECT_FALSE(ValidateConfig(bad).ok());
+  bad = c;
+  bad.rdma.bind_address = "not-an-address";
+  EXPECT_NE(ValidateConfig(bad).message().find("--rdma_bind"), absl::string_view::npos);
+  bad = c;
+  bad.rdma.op_timeout_ms = 0;
+  EXPECT_NE(ValidateConfig(bad).message().find("--rdma_op_timeout_ms"), absl::string_view::npos);
+  bad = c;
+  bad.rdma.max_connections = 0;
+  EXPECT_NE(ValidateConfig(bad).message().find("--rdma_max_connections"), absl::string_view::npos);
   EXPECT_EQ(*ParseOctalMode("0660"), 0660u);
   EXPECT_FALSE(ParseOctalMode("0968").ok());
   EXPECT_FALSE(ParseOctalMode("").ok());

@@ -25,7 +25,11 @@ const std::vector<std::string>& PreferredColumns(absl::string_view section) {
       "adaptive_poll_us", "ring_bytes", "completed", "error"};
   static const std::vector<std::string> kRegions = {
       "client", "handle", "size", "pinned_bytes", "fork_mode", "device_writable", "huge_pages"};
+  static const std::vector<std::string> kRdma = {
+      "id", "kind", "remote", "sq_entries", "cq_entries", "regions", "descriptors", "pending",
+      "busy"};
   static const std::vector<std::string> kNone;
+  if (section == "rdma connections") return kRdma;
   if (section == "clients") return kClients;
   if (section == "queues") return kQueues;
   if (section == "regions") return kRegions;
@@ -159,6 +163,53 @@ void AppendMetric(std::string* out, absl::string_view name, absl::string_view ty
   absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
 }
 
+// The rdma transport's counters and gauges, and its per-connection descriptor counts.
+void AppendRdmaMetrics(std::string* out, const json& stats) {
+  auto r = stats.find("rdma");
+  if (r == stats.end() || !r->is_object()) return;
+  struct Known {
+    const char* key;
+    const char* name;
+    const char* type;
+    const char* help;
+  };
+  static constexpr Known kKnown[] = {
+      {"connected", "pinring_rdma_connections", "gauge",
+       "Connections of the rdma transport now (clients and peer ringds)."},
+      {"accepted", "pinring_rdma_accepted_total", "counter", "rdma connections accepted."},
+      {"rejected", "pinring_rdma_rejected_total", "counter", "rdma connection requests rejected."},
+      {"failed", "pinring_rdma_failed_total", "counter",
+       "rdma connections ended by an error (protocol or transport)."},
+      {"closed", "pinring_rdma_closed_total", "counter", "rdma connections closed by the client."},
+      {"descriptors", "pinring_rdma_descriptors_total", "counter",
+       "Descriptors the rdma transport executed."},
+      {"grants", "pinring_rdma_grants", "gauge", "Regions exported to other clients now."},
+      {"peer_links", "pinring_rdma_peer_links", "gauge", "ringd's links to other ringds now."},
+      {"ops_in_flight", "pinring_rdma_ops_in_flight", "gauge",
+       "RDMA operations of ringd in flight now."},
+  };
+  for (const Known& k : kKnown) {
+    auto v = r->find(k.key);
+    if (v == r->end() || !v->is_number()) continue;
+    AppendMetric(out, k.name, k.type, k.help);
+    absl::StrAppend(out, k.name, " ", Number(*v), "\n");
+  }
+  bool header = false;
+  for (const json& c : Rows(stats, "rdma connections")) {
+    if (!c.contains("descriptors") || !c["descriptors"].is_number()) continue;
+    if (!header) {
+      AppendMetric(out, "pinring_rdma_connection_descriptors_total", "counter",
+                   "Descriptors the rdma transport executed for one connection.");
+      header = true;
+    }
+    const json id = c.value("id", json());
+    absl::StrAppend(out, "pinring_rdma_connection_descriptors_total{connection=\"",
+                    LabelValue(id.is_string() ? id.get<std::string>() : id.dump()),
+                    "\",kind=\"", LabelValue(c.value("kind", "")), "\",remote=\"",
+                    LabelValue(c.value("remote", "")), "\"} ", Number(c["descriptors"]), "\n");
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<json> ParseStats(absl::string_view text) {
@@ -176,6 +227,17 @@ absl::StatusOr<json> ParseStats(absl::string_view text) {
 json Rows(const json& stats, absl::string_view section) {
   json rows = json::array();
   const std::string key(section);
+  if (section == "rdma connections") {
+    // The rdma transport's own section (admin scope only: rdma clients carry no uid).
+    auto r = stats.find("rdma");
+    if (r == stats.end() || !r->is_object()) return rows;
+    auto c = r->find("connections");
+    if (c == r->end() || !c->is_array()) return rows;
+    for (const json& row : *c) {
+      if (row.is_object()) rows.push_back(row);
+    }
+    return rows;
+  }
   if (auto it = stats.find(key); it != stats.end() && it->is_array()) {
     for (const json& r : *it) {
       if (r.is_object()) rows.push_back(r);
@@ -258,6 +320,20 @@ std::string FormatStatus(const json& stats) {
   }
   for (absl::string_view section : {"clients", "queues", "regions"}) {
     absl::StrAppend(&out, "\n", FormatSection(stats, section));
+  }
+  // The rdma transport: its facts, then its connections (clients and peer ringds).
+  if (auto r = stats.find("rdma"); r != stats.end() && r->is_object()) {
+    absl::StrAppend(&out, "\nrdma transport\n");
+    for (auto it = r->begin(); it != r->end(); ++it) {
+      if (it->is_object() || it->is_array()) continue;
+      const std::string& key = it.key();
+      absl::StrAppend(&out, "  ", key, ":",
+                      std::string(key.size() < 20 ? 20 - key.size() : 1, ' '), Cell(*it, key),
+                      "\n");
+    }
+    if (r->contains("connections")) {
+      absl::StrAppend(&out, "\n", FormatSection(stats, "rdma connections"));
+    }
   }
   return out;
 }
@@ -388,6 +464,8 @@ std::string FormatPrometheus(const json& stats) {
                       LabelValue(c.value("name", "")), "\"} ", Number(c[key]), "\n");
     }
   }
+
+  AppendRdmaMetrics(&out, stats);
 
   const json& counters = Counters(stats);
   for (auto it = counters.begin(); it != counters.end(); ++it) {
