@@ -28,8 +28,20 @@
 // drains) and censored_nop_after_aggressor_ns (that completion minus the aggressor's last one);
 // aggressor_doorbells_rerung (see kStallCommits).
 //
+// A stalled peer ringd (issue 14, part 3: progress per connection):
+//
+//   BM_RdmaStalledPeerNop    the victim's NOP round trips alone, then while a second client of
+//                            the same ringd has a REMOTE_WRITE waiting on a peer ringd that
+//                            stopped answering (a second ringd process, SIGSTOPped after its
+//                            peer link came up). Counters as the victim rows (alone_*, loaded_*,
+//                            p99_ratio: target <= 2), stalled_op_pending = 1 when the stalled
+//                            op was still pending when the loaded phase ended (the phase really
+//                            ran during the stall), stalled_op_status (its completion status
+//                            after the peer resumed).
+//
 // ringd is a real process (--backend=verbs --rdma_port=P), spawned pinned to kCpuB; the clients
 // run on kCpuA. Without a device ringd has no rdma listener and every row is skipped with why.
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -55,6 +67,7 @@
 #include "pinring/rdma_queue.h"
 #include "pinring/verbs_device.h"
 #include "ringd_fixture.h"
+#include "tests/common/ringd_process.h"
 #include "tests/common/self_rdma_address.h"
 #include "victim.h"
 
@@ -479,6 +492,94 @@ void BM_RdmaVictimNop(benchmark::State& state, wire::CompletionWait wait, const 
                               " CHECKSUM ", SizeName(opt.aggressor_bytes), " in flight"));
 }
 
+// A second ringd (the peer), on this host: its own rdma port, cpu backend. Returns why not.
+struct PeerRingd {
+  std::unique_ptr<testing::RingdProcess> proc;
+  std::uint16_t port = 0;
+  bool stopped = false;
+  ~PeerRingd() {
+    if (proc != nullptr && stopped) kill(proc->pid(), SIGCONT);
+  }
+};
+
+void BM_RdmaStalledPeerNop(benchmark::State& state, const Options& opt) {
+  Transport& t = GetTransport();
+  if (!t.error.empty()) return state.SkipWithError(t.error.c_str());
+  PeerRingd peer;
+  peer.port = static_cast<std::uint16_t>(t.options.port + 1);
+  auto proc = testing::RingdProcess::Start(
+      {"--backend=cpu", absl::StrCat("--rdma_port=", peer.port)});
+  if (!proc.ok()) return state.SkipWithError(("peer ringd: " + proc.status().ToString()).c_str());
+  peer.proc = std::move(*proc);
+  ScopedAffinity restore;
+  PinToCpu(kCpuA);
+  RdmaQueueOptions po = t.options;
+  po.port = peer.port;
+  auto owner = ConnectRetrying(po);
+  if (!owner.ok()) return state.SkipWithError(("owner: " + owner.status().ToString()).c_str());
+  auto target = (*owner)->CreateRegion(4096);
+  if (!target.ok()) return state.SkipWithError(target.status().ToString().c_str());
+  auto token = (*owner)->ExportRegion(*target);
+  if (!token.ok()) return state.SkipWithError(token.status().ToString().c_str());
+  auto writer = ConnectRetrying(t.options);
+  RdmaQueueOptions vo = t.options;
+  vo.completion_wait = wire::CompletionWait::kSpin;
+  auto victim = ConnectRetrying(vo);
+  if (!writer.ok() || !victim.ok()) return state.SkipWithError("writer or victim: connect failed");
+  auto src = (*writer)->CreateRegion(4096);
+  if (!src.ok()) return state.SkipWithError(src.status().ToString().c_str());
+  // The peer link comes up and works before the stall.
+  auto first = (*writer)->SubmitAndWait(
+      RemoteWriteDescriptor(*token, 0, (*src)->handle(), 0, 4096, 1), absl::Seconds(30));
+  if (!first.ok() || first->status != 0) {
+    return state.SkipWithError("REMOTE_WRITE through the peer link failed before the stall");
+  }
+  for (int i = 0; i < 64; ++i) {
+    auto c = (*victim)->SubmitAndWait(MakeNop(0), absl::Seconds(20));
+    if (!c.ok()) return state.SkipWithError(("warm-up: " + c.status().ToString()).c_str());
+  }
+  // ringd's op timeout (10 s by default) ends the stall: the loaded phase stays within it.
+  const absl::Duration cap = std::min(absl::Seconds(opt.victim_seconds), absl::Seconds(5));
+  const absl::Duration timeout = absl::Seconds(20);
+  std::vector<std::uint64_t> alone, loaded;
+  bool timed_out = false, pending = false;
+  std::uint64_t censored_t0 = 0;
+  int stalled_status = -1;
+  for (auto _ : state) {
+    absl::Status s = RdmaVictimSamples(**victim, true, opt.victim_samples, absl::ZeroDuration(),
+                                       cap, timeout, alone, &timed_out, &censored_t0);
+    if (s.ok() && timed_out) s = absl::DeadlineExceededError("victim NOP timed out alone");
+    if (!s.ok()) return state.SkipWithError(("alone: " + s.ToString()).c_str());
+    if (kill(peer.proc->pid(), SIGSTOP) != 0) return state.SkipWithError("SIGSTOP failed");
+    peer.stopped = true;
+    const Descriptor stalled = RemoteWriteDescriptor(*token, 0, (*src)->handle(), 0, 4096, 2);
+    if (!(*writer)->Submit(absl::MakeConstSpan(&stalled, 1)).ok()) {
+      return state.SkipWithError("writer: Submit failed");
+    }
+    absl::SleepFor(absl::Milliseconds(20));  // ringd has forwarded the op and waits on the peer
+    s = RdmaVictimSamples(**victim, true, opt.victim_samples, absl::ZeroDuration(), cap, timeout,
+                          loaded, &timed_out, &censored_t0);
+    Completion c{};
+    auto n = (*writer)->Reap(absl::MakeSpan(&c, 1), absl::ZeroDuration());
+    pending = n.ok() && *n == 0;
+    kill(peer.proc->pid(), SIGCONT);
+    peer.stopped = false;
+    if (pending) n = (*writer)->Reap(absl::MakeSpan(&c, 1), absl::Seconds(30));
+    if (n.ok() && *n == 1) stalled_status = c.status;
+    if (!s.ok()) return state.SkipWithError(("stalled: " + s.ToString()).c_str());
+  }
+  ReportPercentiles(state, "alone", alone);
+  ReportPercentiles(state, "loaded", loaded);
+  if (state.counters.count("alone_p99_ns") && state.counters.count("loaded_p99_ns")) {
+    state.counters["p99_ratio"] = state.counters["loaded_p99_ns"] / state.counters["alone_p99_ns"];
+  }
+  state.counters["victim_timed_out"] = timed_out ? 1 : 0;
+  state.counters["stalled_op_pending"] = pending ? 1 : 0;
+  state.counters["stalled_op_status"] = stalled_status;
+  state.SetLabel(absl::StrCat("victim + writer cpu 0, ringd cpu 1 (rdma listener, ",
+                              (*victim)->device_name(), "); peer ringd SIGSTOPped"));
+}
+
 }  // namespace
 }  // namespace pinring::bench
 
@@ -505,5 +606,9 @@ int main(int argc, char** argv) {
           ->UseRealTime()
           ->Unit(benchmark::kMillisecond);
     }
+    benchmark::RegisterBenchmark("BM_RdmaStalledPeerNop", BM_RdmaStalledPeerNop, o)
+        ->Iterations(1)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
   });
 }
