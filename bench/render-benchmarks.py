@@ -418,6 +418,7 @@ def victim_table(sec, out):
                          "thread had missed the first one; without it, the missed descriptors "
                          "would never complete).")
             out.append(line + "\n")
+    remeasured_note(sec["rows"], out)
     out.append("| where | backend | doorbell | alone p50 | alone p99 | samples | with aggressor "
                "p50 | with aggressor p99 | samples | aggressor work meanwhile (COPY + CHECKSUM "
                "bytes/s) | ratio (p99 with / p99 alone) | target |")
@@ -443,6 +444,22 @@ def victim_table(sec, out):
                "rdma transport).\n")
 
 
+def remeasured_note(rows, out):
+    """Rows measured again after the rest of the report (their own run, same kind of guest boot):
+    say when, at which commit, and on which kernel, so no figure is read as from the main run."""
+    seen = set()
+    for r in rows:
+        m = r.get("remeasured")
+        if not m or m.get("commit") in seen:
+            continue
+        seen.add(m.get("commit"))
+        out.append(f"Measured again in a run of their own (the rest of this report is from the run "
+                   f"above): {', '.join(f'`{x}`' for x in sorted({q['id'] for q in rows if q.get('remeasured')}))} "
+                   f"at commit {m.get('commit', '?')[:7]}, {m.get('date', '?')}, guest kernel "
+                   f"{m.get('kernel', '?')}; each row's anchor (the same victim alone) is from that "
+                   "same run.\n")
+
+
 def stalled_peer_table(sec, out):
     """The rdma transport's victim alone and while a peer ringd stalls."""
     out.append("Three clients of one ringd's rdma listener, each with its own rdma_cm connection: "
@@ -456,6 +473,7 @@ def stalled_peer_table(sec, out):
                "waiting when the phase ended, so the whole phase ran during the stall. Each "
                "connection progresses on its own (service/rdma/task.h), so the target is the "
                "victim's p99 during the stall within 2× of its p99 alone.\n")
+    remeasured_note(sec["rows"], out)
     out.append("| where | alone p50 | alone p99 | samples | stalled p50 | stalled p99 | samples | "
                "stalled op pending | ratio (p99 stalled / p99 alone) | target |")
     out.append("|---|---|---|---|---|---|---|---|---|---|")
