@@ -65,7 +65,7 @@
 #include "bench_util.h"
 #include "pinring/descriptors.h"
 #include "pinring/rdma_queue.h"
-#include "pinring/verbs_device.h"
+#include "verbs/verbs_device.h"
 #include "ringd_fixture.h"
 #include "tests/common/ringd_process.h"
 #include "tests/common/self_rdma_address.h"

@@ -90,7 +90,7 @@ if ((COVERAGE)); then
         echo "-- $t: decoder functions in files shared with other code ($fns)"
         "$LLVMCOV" report "$bin" -instr-profile="$COV/$t.profdata" -show-functions \
           "$ROOT/service/rdma/rdma_executor.cc" "$ROOT/ringlib/src/rdma/rdma_queue.cc" \
-          "$ROOT/ringlib/include/pinring/rdma_wire.h" | sed "s|$ROOT/||" |
+          "$ROOT/ringlib/wire/rdma_wire.h" | sed "s|$ROOT/||" |
           grep -E "^(Name|---|File)|$fns" || true
       fi
       echo

@@ -15,7 +15,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "pinring/wire_protocol.h"
+#include "wire/wire_protocol.h"
 #include "service/backend.h"
 #include "service/config.h"
 #include "service/counters.h"

@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "pinring/fork_mode.h"
-#include "pinring/wire_protocol.h"
+#include "wire/wire_protocol.h"
 
 namespace pinring::ringd {
 

@@ -9,7 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/synchronization/mutex.h"
-#include "pinring/verbs_device.h"
+#include "verbs/verbs_device.h"
 #include "service/backend.h"
 #include "service/completion_waker.h"
 #include "service/config.h"

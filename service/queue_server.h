@@ -10,7 +10,7 @@
 
 #include "pinring/ring_format.h"
 #include "pinring/spsc_ring.h"
-#include "pinring/wire_protocol.h"
+#include "wire/wire_protocol.h"
 #include "service/backend.h"
 #include "service/completion_waker.h"
 #include "service/counters.h"

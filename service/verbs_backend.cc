@@ -20,7 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "pinring/status.h"
-#include "pinring/verbs_device.h"
+#include "verbs/verbs_device.h"
 #include "service/backend.h"
 #include "service/descriptor_validator.h"
 #include "service/log.h"

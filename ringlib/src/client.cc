@@ -16,9 +16,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "connection.h"
-#include "fork_safety.h"
+#include "verbs/fork_safety.h"
 #include "pinring/fork_generation.h"
-#include "pinring/private_region.h"
+#include "verbs/private_region.h"
 #include "pinring/status.h"
 
 #ifndef PINRING_DEFAULT_SOCKET

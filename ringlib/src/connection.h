@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "pinring/wire_protocol.h"
+#include "wire/wire_protocol.h"
 
 namespace pinring::internal {
 

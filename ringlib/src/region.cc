@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "connection.h"
-#include "fork_safety.h"
+#include "verbs/fork_safety.h"
 #include "pinring/fork_generation.h"
 
 namespace pinring {

@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "pinring/rdma_wire.h"
+#include "wire/rdma_wire.h"
 
 namespace pinring::ringd {
 

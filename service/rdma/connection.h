@@ -21,9 +21,9 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "pinring/private_region.h"
-#include "pinring/rdma_channel.h"
-#include "pinring/rdma_wire.h"
+#include "verbs/private_region.h"
+#include "verbs/rdma_channel.h"
+#include "wire/rdma_wire.h"
 #include "service/rdma/context.h"
 #include "service/rdma/pending_ops.h"
 #include "service/rdma/rdma_executor.h"

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "absl/synchronization/mutex.h"
-#include "pinring/verbs_device.h"
+#include "verbs/verbs_device.h"
 #include "service/rdma/pending_ops.h"
 #include "service/rdma/rdma_listener.h"
 #include "service/rdma/task.h"

@@ -18,7 +18,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "pinring/rdma_wire.h"
+#include "wire/rdma_wire.h"
 #include "service/rdma/task.h"
 
 namespace pinring::ringd {

@@ -2,7 +2,7 @@
 // live in the clients' own pinned memory. One thread owns everything: the rdma_cm event channel,
 // one completion channel per device, every connection's CQ and QP. Each connection's work is a
 // coroutine (task.h) that waits only for its own RDMA operations, so a stalled client or peer
-// ringd delays nobody else. See pinring/rdma_wire.h for the protocol and docs/rdma-transport.md
+// ringd delays nobody else. See wire/rdma_wire.h for the protocol and docs/rdma-transport.md
 // for the design. The parts, one file each: connection (a client or peer connection), serve
 // (its control messages and descriptors), rdma_executor (one descriptor), remote_memory
 // (REMOTE ops), grant_table, peer_link (links to other ringds), pending_ops (RDMA ops in

@@ -11,7 +11,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "pinring/rdma_wire.h"
+#include "wire/rdma_wire.h"
 #include "pinring/ring_format.h"
 #include "service/rdma/context.h"
 #include "service/rdma/grant_table.h"

@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "pinring/verbs_device.h"
+#include "verbs/verbs_device.h"
 
 namespace pinring::testing {
 

@@ -21,7 +21,7 @@ PREFIX=$TMP/prefix
 
 step "cmake --install $BUILD --prefix $PREFIX"
 "$CMAKE" --install "$BUILD" --prefix "$PREFIX" >"$TMP/install.log" || { cat "$TMP/install.log"; fail "install failed"; }
-for f in include/pinring/client.h include/pinring/wire_protocol.h lib/libpinring.a \
+for f in include/pinring/client.h include/pinring/wire_types.h include/pinring/grant_token.h lib/libpinring.a \
 	lib/libpinring.so lib/libpinring.so.0 \
 	lib/cmake/pinring/pinringConfig.cmake lib/cmake/pinring/pinringConfigVersion.cmake \
 	lib/cmake/pinring/pinringTargets.cmake lib/pkgconfig/pinring.pc \
@@ -34,6 +34,20 @@ done
 if [[ $HAS_RINGD == ON ]]; then
 	[[ -x $PREFIX/sbin/ringd ]] || fail "sbin/ringd is not installed"
 fi
+# The library boundary: only client headers are installed. The wire protocols (ringlib/wire) and
+# the verbs resources (ringlib/verbs) are internal, and no client header drags in
+# <infiniband/verbs.h> or an internal header; each installed header compiles on its own.
+for f in wire_protocol.h rdma_wire.h verbs_device.h private_region.h rdma_channel.h; do
+	[[ ! -e $PREFIX/include/pinring/$f ]] || fail "internal header pinring/$f is installed"
+done
+if grep -lE '#include *[<"](infiniband/|rdma/|verbs/|wire/)' "$PREFIX"/include/pinring/*.h; then
+	fail "an installed header includes a verbs or internal header (listed above)"
+fi
+for h in "$PREFIX"/include/pinring/*.h; do
+	c++ -std=c++20 -fsyntax-only -x c++ -I"$PREFIX/include" "$h" 2>"$TMP/header.log" ||
+		{ cat "$TMP/header.log"; fail "$(basename "$h") does not compile on its own"; }
+done
+echo "$(ls "$PREFIX"/include/pinring | wc -l) client headers, each self-contained"
 # The unit points at the ringd and the flagfile of this prefix, not at the configure-time prefix.
 grep -qx "ExecStart=$PREFIX/sbin/ringd --flagfile=$PREFIX/etc/pinring/ringd.flags" \
 	"$PREFIX/lib/systemd/system/ringd.service" || fail "ExecStart does not name this prefix: $(grep ExecStart "$PREFIX/lib/systemd/system/ringd.service")"

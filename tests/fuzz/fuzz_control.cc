@@ -21,7 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pinring/ring_format.h"
-#include "pinring/wire_protocol.h"
+#include "wire/wire_protocol.h"
 #include "service/backend.h"
 #include "service/client_session.h"
 #include "service/config.h"

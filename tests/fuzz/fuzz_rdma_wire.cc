@@ -13,7 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "pinring/rdma_queue.h"
-#include "pinring/rdma_wire.h"
+#include "wire/rdma_wire.h"
 #include "service/rdma/connect_request.h"
 #include "service/rdma/rdma_executor.h"
 

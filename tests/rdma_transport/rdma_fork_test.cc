@@ -9,7 +9,7 @@
 
 #include <cstring>
 
-#include "pinring/private_region.h"
+#include "verbs/private_region.h"
 #include "rdma_test_util.h"
 #include "verdict.h"
 

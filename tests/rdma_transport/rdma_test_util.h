@@ -15,7 +15,7 @@
 #include "common/self_rdma_address.h"
 #include "pinring/descriptors.h"
 #include "pinring/rdma_queue.h"
-#include "pinring/verbs_device.h"
+#include "verbs/verbs_device.h"
 #include "service/rdma/rdma_listener.h"
 
 namespace pinring::testing {

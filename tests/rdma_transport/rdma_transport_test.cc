@@ -5,8 +5,8 @@
 
 #include <vector>
 
-#include "pinring/rdma_channel.h"
-#include "pinring/rdma_wire.h"
+#include "verbs/rdma_channel.h"
+#include "wire/rdma_wire.h"
 #include "rdma_test_util.h"
 
 namespace pinring {

@@ -22,6 +22,7 @@
 
 #include "client_test_util.h"
 #include "pinring/client.h"
+#include "wire/wire_protocol.h"
 
 namespace pinring {
 namespace {

@@ -1,6 +1,6 @@
 // The refcounted MADV_DONTFORK range tracker: overlap, split, merge, refcount, and the madvise
 // effect seen through /proc/self/smaps (VmFlags "dc" = VM_DONTCOPY) and a real fork().
-#include "dontfork_ranges.h"
+#include "verbs/dontfork_ranges.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -16,7 +16,7 @@
 #include <sstream>
 #include <string>
 
-#include "fork_safety.h"
+#include "verbs/fork_safety.h"
 
 namespace pinring::internal {
 namespace {

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/require_device.h"
-#include "pinring/verbs_device.h"
+#include "verbs/verbs_device.h"
 
 namespace pinring {
 namespace {

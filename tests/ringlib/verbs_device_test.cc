@@ -1,5 +1,5 @@
 // VerbsDevice / MemoryRegion / LoopbackQp on a real (soft-RoCE) device: the NIC moves the bytes.
-#include "pinring/verbs_device.h"
+#include "verbs/verbs_device.h"
 
 #include <gtest/gtest.h>
 

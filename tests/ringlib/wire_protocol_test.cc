@@ -1,5 +1,5 @@
 // Framing of control messages: every malformed datagram is refused with a message naming why.
-#include "pinring/wire_protocol.h"
+#include "wire/wire_protocol.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -29,7 +29,7 @@
 #include "pinring/fork_mode.h"
 #include "pinring/ring_format.h"
 #include "pinring/spsc_ring.h"
-#include "pinring/wire_protocol.h"
+#include "wire/wire_protocol.h"
 
 namespace pinring::testing {
 

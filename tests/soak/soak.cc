@@ -41,9 +41,9 @@
 #include "common/ringd_process.h"
 #include "common/self_rdma_address.h"
 #include "pinring/descriptors.h"
-#include "pinring/rdma_channel.h"
+#include "verbs/rdma_channel.h"
 #include "pinring/rdma_queue.h"
-#include "pinring/verbs_device.h"
+#include "verbs/verbs_device.h"
 #include "service/raw_client.h"
 #include "tools/common/cli_help.h"
 

@@ -23,7 +23,7 @@
 #include "absl/strings/str_format.h"
 #include "matrix.h"
 #include "pin_backend.h"
-#include "pinring/private_region.h"
+#include "verbs/private_region.h"
 #include "tools/common/cli_help.h"
 #include "verdict.h"
 

@@ -18,8 +18,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "fork_safety.h"
-#include "pinring/private_region.h"
+#include "verbs/fork_safety.h"
+#include "verbs/private_region.h"
 
 namespace pinring::forkcheck {
 namespace {

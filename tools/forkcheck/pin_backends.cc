@@ -8,10 +8,10 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "fork_safety.h"
+#include "verbs/fork_safety.h"
 #include "pin_backend.h"
 #include "pinring/status.h"
-#include "pinring/verbs_device.h"
+#include "verbs/verbs_device.h"
 
 namespace pinring::forkcheck {
 namespace {

@@ -24,7 +24,7 @@
 #include "pinring/queue.h"
 #include "pinring/region.h"
 #include "pinring/export.h"
-#include "pinring/wire_protocol.h"
+#include "pinring/wire_types.h"
 
 namespace pinring {
 

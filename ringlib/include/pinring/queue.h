@@ -28,7 +28,7 @@
 #include "pinring/ring_format.h"
 #include "pinring/spsc_ring.h"
 #include "pinring/export.h"
-#include "pinring/wire_protocol.h"
+#include "pinring/wire_types.h"
 
 namespace pinring {
 

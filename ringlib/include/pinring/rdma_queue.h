@@ -6,7 +6,7 @@
 //
 // The client opens the device itself (through librdmacm's route to ringd's address), registers
 // its submission ring, completion ring and data regions with ibv_reg_mr under the fork-safety mode
-// it chose (PrivateRegion), and connects. Contract details: pinring/rdma_wire.h and
+// it chose (PrivateRegion), and connects. Contract details: wire/rdma_wire.h and
 // docs/rdma-transport.md.
 //
 // Thread safety: an RdmaQueue is used by one thread at a time. Memory: every RdmaRegion is owned by
@@ -27,10 +27,10 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "pinring/fork_mode.h"
-#include "pinring/rdma_wire.h"
+#include "pinring/grant_token.h"
 #include "pinring/ring_format.h"
 #include "pinring/export.h"
-#include "pinring/wire_protocol.h"
+#include "pinring/wire_types.h"
 
 namespace pinring {
 

@@ -11,12 +11,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "pinring/private_region.h"
-#include "pinring/rdma_channel.h"
-#include "pinring/rdma_wire.h"
+#include "verbs/private_region.h"
+#include "verbs/rdma_channel.h"
+#include "wire/rdma_wire.h"
 #include "pinring/spsc_ring.h"
 #include "pinring/status.h"
-#include "pinring/verbs_device.h"
+#include "verbs/verbs_device.h"
 
 namespace pinring {
 namespace {

@@ -1,4 +1,4 @@
-#include "pinring/private_region.h"
+#include "verbs/private_region.h"
 
 #include <linux/netlink.h>
 #include <rdma/rdma_netlink.h>
@@ -15,7 +15,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "fork_safety.h"
+#include "verbs/fork_safety.h"
 #include "pinring/status.h"
 
 namespace pinring {

@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "pinring/wire_types.h"
 
 namespace pinring::wire {
 
@@ -67,21 +68,6 @@ struct ReplyStatus {
 };
 static_assert(sizeof(ReplyStatus) == 200);
 
-// Doorbell modes, per queue.
-enum class DoorbellMode : std::uint8_t {
-  kBusyPoll = 0,  // a ringd poller thread spins on the ring; never need-wakeup
-  kEventfd = 1,   // ringd sleeps; the client writes the doorbell eventfd when kSqNeedWakeup is set
-  kAdaptive = 2,  // ringd spins for adaptive_poll_us after the last work, then sets need-wakeup
-};
-inline constexpr std::uint8_t kDoorbellModeCount = 3;
-
-// How the client waits for completions, per queue.
-enum class CompletionWait : std::uint8_t {
-  kSpin = 0,   // the client polls cq_tail
-  kBlock = 1,  // the client sets kCqWaiting and blocks on the completion eventfd
-};
-inline constexpr std::uint8_t kCompletionWaitCount = 2;
-
 // Region flags.
 inline constexpr std::uint32_t kRegionHugePages = 1u << 0;  // the memfd is MFD_HUGETLB
 inline constexpr std::uint32_t kRegionFlagsKnown = kRegionHugePages;
@@ -94,14 +80,7 @@ struct Hello {  // fds: 0
   char name[kNameSize];  // client's self-description, NUL-terminated, for ringctl only
 };
 
-struct Limits {
-  std::uint32_t max_queues;
-  std::uint32_t max_regions;
-  std::uint32_t max_sq_entries;
-  std::uint32_t max_cq_entries;
-  std::uint64_t max_pinned_bytes;  // per client, all regions and rings together
-  std::uint64_t max_region_bytes;
-};
+// struct Limits: pinring/wire_types.h (the client API shows it).
 
 // HelloReply::default_fork_mode_set when ringd was configured with --default_fork_mode.
 inline constexpr std::uint8_t kDefaultForkModeSet = 1;

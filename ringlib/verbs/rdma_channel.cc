@@ -1,4 +1,4 @@
-#include "pinring/rdma_channel.h"
+#include "verbs/rdma_channel.h"
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "pinring/rdma_wire.h"
+#include "wire/rdma_wire.h"
 #include "pinring/status.h"
 
 namespace pinring::rdma {

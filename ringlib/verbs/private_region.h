@@ -27,7 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "pinring/fork_mode.h"
-#include "pinring/verbs_device.h"
+#include "verbs/verbs_device.h"
 
 namespace pinring {
 

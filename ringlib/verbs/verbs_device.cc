@@ -1,4 +1,4 @@
-#include "pinring/verbs_device.h"
+#include "verbs/verbs_device.h"
 
 #include <sys/resource.h>
 #include <unistd.h>

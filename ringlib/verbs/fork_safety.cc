@@ -1,8 +1,8 @@
-#include "fork_safety.h"
+#include "verbs/fork_safety.h"
 
 #include <infiniband/verbs.h>
 
-#include "dontfork_ranges.h"
+#include "verbs/dontfork_ranges.h"
 
 namespace pinring::internal {
 

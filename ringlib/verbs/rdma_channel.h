@@ -22,7 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "pinring/verbs_device.h"
+#include "verbs/verbs_device.h"
 
 struct rdma_cm_id;
 struct rdma_event_channel;

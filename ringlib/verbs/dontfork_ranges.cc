@@ -1,4 +1,4 @@
-#include "dontfork_ranges.h"
+#include "verbs/dontfork_ranges.h"
 
 #include <sys/mman.h>
 #include <unistd.h>

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "pinring/grant_token.h"
 #include "pinring/ring_format.h"
 
 namespace pinring::rdma {
@@ -123,24 +124,7 @@ static_assert(sizeof(ControlMessage) == 80);
 static_assert(std::is_trivially_copyable_v<ControlMessage>);
 static_assert(sizeof(ControlMessage) <= kSlotBytes, "a control message fits one slot");
 
-// A grant: one region of one client, exported by its ringd so that other clients (of the same
-// ringd or of another) can name it in REMOTE_WRITE / REMOTE_READ. Whoever holds the token may use
-// the region (the key is the capability) until the owner revokes the grant or the region dies.
-struct GrantToken {
-  std::uint64_t node = 0;    // NodeId(ipv4, port) of the granting ringd
-  std::uint32_t handle = 0;  // grant handle (not the owner's region handle)
-  std::uint64_t key = 0;     // random 64-bit capability
-};
-// node = IPv4 (host byte order) << 16 | rdma_cm port. 0 in a descriptor = "my own ringd".
-constexpr std::uint64_t NodeId(std::uint32_t ipv4_host_order, std::uint16_t port) {
-  return (std::uint64_t{ipv4_host_order} << 16) | port;
-}
-constexpr std::uint32_t NodeAddr(std::uint64_t node) {
-  return static_cast<std::uint32_t>(node >> 16);
-}
-constexpr std::uint16_t NodePort(std::uint64_t node) {
-  return static_cast<std::uint16_t>(node & 0xffff);
-}
+// GrantToken, NodeId, NodeAddr, NodePort: pinring/grant_token.h (client API).
 
 // ringd -> ringd: one chunk of a forwarded REMOTE op. The requester exposes one buffer of its own
 // (buf_addr/buf_rkey, at most kPeerChunkBytes); the granting ringd RDMA READs the chunk from it
