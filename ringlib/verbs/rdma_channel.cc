@@ -1,5 +1,7 @@
 #include "verbs/rdma_channel.h"
 
+#include "verbs/work_request.h"
+
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
@@ -250,15 +252,10 @@ absl::Status PostOne(ibv_qp* qp, ibv_wr_opcode op, const MemoryRegion& local, st
     return absl::OutOfRangeError(absl::StrCat("local range outside the MR (off ", off, ", len ",
                                               len, ")"));
   }
-  ibv_sge sge{reinterpret_cast<std::uint64_t>(local.addr()) + off, len, local.lkey()};
-  ibv_send_wr wr{};
-  wr.wr_id = wr_id;
-  wr.sg_list = &sge;
-  wr.num_sge = len == 0 ? 0 : 1;
-  wr.opcode = op;
-  wr.send_flags = signaled ? IBV_SEND_SIGNALED : 0;
-  wr.wr.rdma.remote_addr = remote_addr;
-  wr.wr.rdma.rkey = rkey;
+  ibv_sge sge;
+  ibv_send_wr wr;
+  verbs::FillWorkRequest(op, reinterpret_cast<std::uint64_t>(local.addr()) + off, local.lkey(), len,
+                         remote_addr, rkey, wr_id, signaled, &sge, &wr);
   ibv_send_wr* bad = nullptr;
   if (int rc = ibv_post_send(qp, &wr, &bad); rc != 0) {
     return pinring::ErrnoToStatus(rc, "ibv_post_send");

@@ -1,5 +1,7 @@
 #include "verbs/verbs_device.h"
 
+#include "verbs/work_request.h"
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -39,18 +41,11 @@ const char* WcStatusName(ibv_wc_status s) { return ibv_wc_status_str(s); }
 void FillRdmaWr(ibv_wr_opcode opcode, const MemoryRegion& local, std::uint64_t local_off,
                 const MemoryRegion& remote, std::uint64_t remote_off, std::uint64_t len,
                 std::uint64_t wr_id, bool signaled, ibv_sge* sge, ibv_send_wr* wr) {
-  *sge = {};
-  sge->addr = reinterpret_cast<std::uint64_t>(local.addr()) + local_off;
-  sge->length = static_cast<std::uint32_t>(len);
-  sge->lkey = local.lkey();
-  *wr = {};
-  wr->wr_id = wr_id;
-  wr->sg_list = sge;
-  wr->num_sge = len == 0 ? 0 : 1;
-  wr->opcode = opcode;
-  wr->send_flags = signaled ? IBV_SEND_SIGNALED : 0;
-  wr->wr.rdma.remote_addr = reinterpret_cast<std::uint64_t>(remote.addr()) + remote_off;
-  wr->wr.rdma.rkey = remote.rkey();
+  // len <= UINT32_MAX: CheckRange.
+  verbs::FillWorkRequest(opcode, reinterpret_cast<std::uint64_t>(local.addr()) + local_off,
+                         local.lkey(), static_cast<std::uint32_t>(len),
+                         reinterpret_cast<std::uint64_t>(remote.addr()) + remote_off,
+                         remote.rkey(), wr_id, signaled, sge, wr);
 }
 
 }  // namespace
@@ -364,31 +359,29 @@ absl::StatusOr<int> LoopbackQp::Poll(absl::Span<ibv_wc> out) {
 }
 
 absl::Status LoopbackQp::WaitFor(std::uint64_t wr_id, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
   ibv_wc wc[8];
-  for (std::uint32_t spins = 0;; ++spins) {
-    PINRING_ASSIGN_OR_RETURN(int n, Poll(absl::MakeSpan(wc)));
-    for (int i = 0; i < n; ++i) {
-      if (wc[i].wr_id != wr_id) continue;
-      if (wc[i].status != IBV_WC_SUCCESS) {
-        return absl::InternalError(absl::StrCat("work completion failed: ",
-                                                WcStatusName(wc[i].status), " (vendor_err ",
-                                                wc[i].vendor_err, ")"));
-      }
-      return absl::OkStatus();
-    }
-    // Checking the clock every call would dominate a fast device; every 1024 empty polls is
-    // enough for a timeout measured in seconds. Under emulation (rxe) yield the CPU to the
-    // kernel thread doing the work.
-    if ((spins & 1023) == 1023) {
-      if (absl::Now() > deadline) {
-        broken_ = true;
-        return absl::DeadlineExceededError(
-            absl::StrCat("no completion within ", absl::FormatDuration(timeout)));
-      }
-      sched_yield();
-    }
+  absl::Status failed;
+  absl::Status st = verbs::SpinUntil(
+      absl::Now() + timeout, "no completion within the timeout", [&]() -> absl::StatusOr<bool> {
+        PINRING_ASSIGN_OR_RETURN(int n, Poll(absl::MakeSpan(wc)));
+        for (int i = 0; i < n; ++i) {
+          if (wc[i].wr_id != wr_id) continue;
+          if (wc[i].status != IBV_WC_SUCCESS) {
+            failed = absl::InternalError(absl::StrCat("work completion failed: ",
+                                                      WcStatusName(wc[i].status), " (vendor_err ",
+                                                      wc[i].vendor_err, ")"));
+          }
+          return true;
+        }
+        return false;
+      });
+  if (absl::IsDeadlineExceeded(st)) {
+    broken_ = true;
+    return absl::DeadlineExceededError(
+        absl::StrCat("no completion within ", absl::FormatDuration(timeout)));
   }
+  if (!st.ok()) return st;
+  return failed;
 }
 
 absl::Status LoopbackQp::WriteBatch(absl::Span<const WriteRequest> reqs,
@@ -427,36 +420,35 @@ absl::Status LoopbackQp::WriteBatch(absl::Span<const WriteRequest> reqs,
   for (std::size_t i = 0; i < reqs.size(); ++i) {
     status[i] = absl::DeadlineExceededError("no completion");  // overwritten as they arrive
   }
-  const absl::Time deadline = absl::Now() + timeout;
   std::size_t done = 0;
   ibv_wc wc[32];
-  for (std::uint32_t spins = 0; done < reqs.size(); ++spins) {
-    const int n = ibv_poll_cq(cq_, 32, wc);
-    if (n < 0) {
-      broken_ = true;
-      return absl::InternalError("ibv_poll_cq failed");
-    }
-    for (int i = 0; i < n; ++i) {
-      // wr_ids we did not post here (none should be outstanding) are ignored.
-      if (wc[i].wr_id >= reqs.size()) continue;
-      ++done;
-      if (wc[i].status == IBV_WC_SUCCESS) {
-        status[wc[i].wr_id] = absl::OkStatus();
-      } else {
-        broken_ = true;  // the QP has moved to ERROR; later requests complete flushed
-        status[wc[i].wr_id] =
-            absl::InternalError(absl::StrCat("work completion failed: ", WcStatusName(wc[i].status),
-                                             " (vendor_err ", wc[i].vendor_err, ")"));
-      }
-    }
-    if (n == 0 && (spins & 1023) == 1023) {  // as WaitFor: the clock only now and then
-      if (absl::Now() > deadline) {
-        broken_ = true;
-        return absl::OkStatus();  // the unfinished ones keep their DeadlineExceeded
-      }
-      sched_yield();
-    }
+  absl::Status st = verbs::SpinUntil(
+      absl::Now() + timeout, "no completion", [&]() -> absl::StatusOr<bool> {
+        const int n = ibv_poll_cq(cq_, 32, wc);
+        if (n < 0) {
+          broken_ = true;
+          return absl::InternalError("ibv_poll_cq failed");
+        }
+        for (int i = 0; i < n; ++i) {
+          // wr_ids we did not post here (none should be outstanding) are ignored.
+          if (wc[i].wr_id >= reqs.size()) continue;
+          ++done;
+          if (wc[i].status == IBV_WC_SUCCESS) {
+            status[wc[i].wr_id] = absl::OkStatus();
+          } else {
+            broken_ = true;  // the QP has moved to ERROR; later requests complete flushed
+            status[wc[i].wr_id] = absl::InternalError(
+                absl::StrCat("work completion failed: ", WcStatusName(wc[i].status),
+                             " (vendor_err ", wc[i].vendor_err, ")"));
+          }
+        }
+        return done >= reqs.size();
+      });
+  if (absl::IsDeadlineExceeded(st)) {
+    broken_ = true;
+    return absl::OkStatus();  // the unfinished ones keep their DeadlineExceeded
   }
+  if (!st.ok()) return st;
   return absl::OkStatus();
 }
 
