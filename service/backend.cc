@@ -1,6 +1,5 @@
 #include "service/backend.h"
 
-#include "service/descriptor_validator.h"
 
 namespace pinring::ringd {
 

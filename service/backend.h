@@ -15,7 +15,20 @@
 
 namespace pinring::ringd {
 
-struct ValidatedOp;
+struct Region;  // service/region_table.h
+
+// A descriptor the validator accepted (ValidateShmDescriptor, descriptor_validator.h), as the
+// backends execute it: the private copy and the regions it names.
+struct ValidatedOp {
+  CompletionStatus status = CompletionStatus::kOk;  // kOk: safe to Execute
+  Opcode opcode = Opcode::kNop;
+  Descriptor desc{};             // the private copy that was validated
+  const Region* src = nullptr;   // COPY, CHECKSUM
+  const Region* dst = nullptr;   // COPY, FILL
+  // CHECKSUM: the FNV-1a state to continue from. ringd splits a large descriptor into budgeted
+  // slices (QueueServer); each slice continues the hash of the one before.
+  std::uint64_t checksum_seed = kFnv1a64Seed;
+};
 
 // What a backend keeps for one registered range (verbs: the MR, i.e. the kernel pin). Destroying
 // it unregisters (unpins) the range; it must die before the mapping it covers.

@@ -4,7 +4,7 @@
 #include <span>
 
 #include "service/backend.h"
-#include "service/descriptor_validator.h"
+#include "service/region_table.h"
 
 namespace pinring::ringd {
 namespace {
@@ -13,16 +13,6 @@ class CpuMemory final : public BackendMemory {
  public:
   std::uint64_t pinned_bytes() const override { return 0; }
 };
-
-// Writes the FILL value over [p, p+len): one byte, or the 8-byte little-endian pattern (the
-// validator guarantees 8-byte aligned offset and length for patterns).
-void FillBytes(std::byte* p, std::uint64_t len, std::uint64_t value, bool pattern64) {
-  if (!pattern64) {
-    std::memset(p, static_cast<int>(value & 0xff), len);
-    return;
-  }
-  for (std::uint64_t i = 0; i < len; i += 8) std::memcpy(p + i, &value, 8);
-}
 
 class CpuBackend final : public Backend {
  public:
@@ -52,8 +42,8 @@ class CpuBackend final : public Backend {
                            op.checksum_seed);
         break;
       case Opcode::kFill:
-        FillBytes(op.dst->base + d.dst_offset, d.length, d.value,
-                  (d.flags & kDescFlagFillPattern64) != 0);
+        FillPattern(std::span<std::byte>(op.dst->base + d.dst_offset, d.length), d.value,
+                    (d.flags & kDescFlagFillPattern64) != 0);
         break;
       default:
         return {CompletionStatus::kBadOpcode, 0};

@@ -84,7 +84,7 @@ void QueueServer::RunBatch(ValidatedOp* ops, OpResult* results, std::uint32_t n)
 bool QueueServer::AdvanceSlice(std::uint64_t budget, OpResult* out) {
   // The regions may have been deregistered between two slices: validate ringd's copy again
   // (handles are never reused, so a hit is the same region).
-  ValidatedOp v = ValidateDescriptor(slice_.desc, [this](std::uint32_t handle) {
+  ValidatedOp v = ValidateShmDescriptor(slice_.desc, [this](std::uint32_t handle) {
     regions_->mu().AssertReaderHeld();
     return regions_->FindLocked(handle);
   });
@@ -145,7 +145,7 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
     std::uint32_t i = 0;
     if (slice_.active) {
       // Descriptor 0 is the large one begun in an earlier pass: ringd's copy, not the slot.
-      ops[0] = ValidateDescriptor(slice_.desc, [this](std::uint32_t handle) {
+      ops[0] = ValidateShmDescriptor(slice_.desc, [this](std::uint32_t handle) {
         regions_->mu().AssertReaderHeld();
         return regions_->FindLocked(handle);
       });
@@ -164,7 +164,7 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
     while (budget != 0 && i < n) {
       // A private copy first: the client may rewrite the slot while we look at it. Everything
       // after this works on the copy only.
-      ops[i] = ValidateDescriptor(sq_.CopyOut(i), [this](std::uint32_t handle) {
+      ops[i] = ValidateShmDescriptor(sq_.CopyOut(i), [this](std::uint32_t handle) {
         regions_->mu().AssertReaderHeld();
         return regions_->FindLocked(handle);
       });

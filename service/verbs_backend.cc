@@ -22,7 +22,7 @@
 #include "pinring/status.h"
 #include "verbs/verbs_device.h"
 #include "service/backend.h"
-#include "service/descriptor_validator.h"
+#include "service/region_table.h"
 #include "service/log.h"
 
 namespace pinring::ringd {
@@ -215,11 +215,8 @@ class VerbsBackend final : public Backend {
       }
       case Opcode::kFill: {
         const std::uint64_t staged = std::min<std::uint64_t>(kBounceSize, d.length);
-        if ((d.flags & kDescFlagFillPattern64) != 0) {
-          for (std::uint64_t i = 0; i + 8 <= staged; i += 8) std::memcpy(&bounce_[i], &d.value, 8);
-        } else {
-          std::memset(bounce_.data(), static_cast<int>(d.value & 0xff), staged);
-        }
+        FillPattern(std::span<std::byte>(bounce_.data(), staged), d.value,
+                    (d.flags & kDescFlagFillPattern64) != 0);
         // kBounceSize is a multiple of 8, so every chunk starts on the pattern's phase.
         for (std::uint64_t pos = 0; pos < d.length && s.ok(); pos += kBounceSize) {
           const std::uint64_t n = std::min<std::uint64_t>(kBounceSize, d.length - pos);

@@ -1,5 +1,6 @@
 // Every CompletionStatus the validator produces, and the order of checks.
 #include "service/descriptor_validator.h"
+#include "service/region_table.h"
 
 #include <gtest/gtest.h>
 
@@ -19,7 +20,7 @@ class ValidatorTest : public ::testing::Test {
     ro_.fork_mode = ForkMode::kReadOnly;
   }
   ValidatedOp V(const Descriptor& d) {
-    return ValidateDescriptor(d, [this](std::uint32_t h) -> const Region* {
+    return ValidateShmDescriptor(d, [this](std::uint32_t h) -> const Region* {
       return h == 1 ? &rw_ : h == 2 ? &ro_ : nullptr;
     });
   }
@@ -138,7 +139,7 @@ TEST(ValidatorAliasTest, OverlapThroughTwoHandlesOfOneMemfd) {
   b.mapping = ClientMapping(Mapping(), BackingId{7, 42}, 4096, FaultGuard());
   other.mapping = ClientMapping(Mapping(), BackingId{7, 43}, 4096, FaultGuard());
   auto v = [&](const Descriptor& d) {
-    return ValidateDescriptor(d, [&](std::uint32_t h) -> const Region* {
+    return ValidateShmDescriptor(d, [&](std::uint32_t h) -> const Region* {
       return h == 1 ? &a : h == 2 ? &b : h == 3 ? &other : nullptr;
     });
   };

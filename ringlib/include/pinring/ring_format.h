@@ -242,4 +242,15 @@ inline std::uint64_t Fnv1a64(std::span<const std::byte> bytes, std::uint64_t h =
   return h;
 }
 
+// What FILL writes over `out`: value's low byte in every byte, or (kDescFlagFillPattern64) the
+// 8-byte little-endian `value` repeated; a pattern fill's offset and length are multiples of 8
+// (kMisaligned otherwise), so every 8-byte step starts on the pattern's phase.
+inline void FillPattern(std::span<std::byte> out, std::uint64_t value, bool pattern64) {
+  if (!pattern64) {
+    std::memset(out.data(), static_cast<int>(value & 0xff), out.size());
+    return;
+  }
+  for (std::size_t i = 0; i + 8 <= out.size(); i += 8) std::memcpy(out.data() + i, &value, 8);
+}
+
 }  // namespace pinring
