@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -151,6 +152,48 @@ TEST(RingFormat, Fnv1aMatchesPublishedVector) {
   const char* s = "a";
   EXPECT_EQ(Fnv1a64(std::as_bytes(std::span(s, 1))), 0xaf63dc4c8601ec8cull);
   EXPECT_EQ(Fnv1a64({}), kFnv1a64Seed);
+}
+
+// The consumer of an untrusted ring (ringd's view of a client's submissions) has no in-place
+// access at all, only a copy; the trusted one (a client's view of its completions) keeps it.
+template <typename T>
+concept HasInPlaceSlot = requires(const T& t) { t.Slot(0u); };
+static_assert(!HasInPlaceSlot<SubmissionConsumer>, "an untrusted entry is only copied out");
+static_assert(HasInPlaceSlot<CompletionConsumer>);
+
+// A hostile producer keeps rewriting a slot, word by word, while the consumer copies it out: each
+// copied word is one the producer wrote (never a mix within a word), and the copy is stable once
+// taken. The words are read with atomic loads: under ThreadSanitizer (scripts/test.sh's TSan
+// stage) a plain memcpy of the slot is reported as a data race with the scribbler's stores.
+TEST(SpscRing, UntrustedCopyOutReadsEachWordOnceWhileTheProducerScribbles) {
+  std::vector<Descriptor> slots(4);
+  std::atomic<std::uint32_t> tail{1}, head{0};
+  SubmissionConsumer consumer(slots.data(), 4, &head, &tail, 0);
+  ASSERT_EQ(consumer.Peek(1), 1u);
+  std::atomic<bool> stop{false};
+  std::thread scribbler([&] {
+    auto* words = reinterpret_cast<std::uint64_t*>(&slots[0]);
+    for (std::uint64_t v = 0; !stop.load(std::memory_order_relaxed); ++v) {
+      for (int k = 0; k < 8; ++k) {
+        // Every word holds (its index, a counter) in both halves: a torn word would differ.
+        const std::uint64_t x = (v & 0xffffff) | (static_cast<std::uint64_t>(k) << 24);
+        __atomic_store_n(&words[k], x | (x << 32), __ATOMIC_RELAXED);
+      }
+    }
+  });
+  int torn = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const Descriptor d = consumer.CopyOut(0);
+    std::uint64_t w[8];
+    std::memcpy(w, &d, sizeof d);
+    for (int k = 0; k < 8; ++k) {
+      if ((w[k] >> 32) != (w[k] & 0xffffffff)) ++torn;
+      if (w[k] != 0 && ((w[k] >> 24) & 0xff) != static_cast<std::uint64_t>(k)) ++torn;
+    }
+  }
+  stop = true;
+  scribbler.join();
+  EXPECT_EQ(torn, 0);
 }
 
 }  // namespace

@@ -11,8 +11,10 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "pinring/ring_format.h"
 
@@ -109,11 +111,15 @@ class RingProducer {
   const std::atomic<std::uint32_t>* shared_head_ = nullptr;
 };
 
+namespace internal {
+
+// What every consumer does: find out how many entries are ready, and give them back. The two
+// consumers below differ in how they may read an entry.
 template <typename Entry>
-class RingConsumer {
+class ConsumerBase {
  public:
-  RingConsumer() = default;
-  RingConsumer(const Entry* slots, std::uint32_t entries, std::atomic<std::uint32_t>* head,
+  ConsumerBase() = default;
+  ConsumerBase(const Entry* slots, std::uint32_t entries, std::atomic<std::uint32_t>* head,
                const std::atomic<std::uint32_t>* tail, std::uint32_t head_start = 0)
       : slots_(slots),
         mask_(entries - 1),
@@ -143,24 +149,12 @@ class RingConsumer {
     return ready < max ? ready : max;
   }
 
-  // The i-th unread entry, in place. REQUIRES: i < the last Peek() result. A trusting reader may
-  // use this; a reader of untrusted memory should use CopyOut so it validates a stable copy.
-  const Entry& Slot(std::uint32_t i) const { return slots_[(head_ + i) & mask_]; }
-
   // Hints the CPU to fetch the next `n` unread slots at once (see RingProducer::PrefetchForWrite).
   // REQUIRES: n <= the last Peek() result. A hint only: it orders nothing.
   void Prefetch(std::uint32_t n) const {
     for (std::uint32_t i = 0; i < n; i += internal::EntriesPerLine<Entry>()) {
       __builtin_prefetch(&slots_[(head_ + i) & mask_], /*rw=*/0, /*locality=*/3);
     }
-  }
-
-  // A private copy of the i-th unread entry: the producer may keep scribbling over the slot, so
-  // an untrusted entry is validated and used only from this copy (no time-of-check/time-of-use).
-  Entry CopyOut(std::uint32_t i) const {
-    Entry e;
-    std::memcpy(&e, &slots_[(head_ + i) & mask_], sizeof(Entry));
-    return e;
   }
 
   // Gives `n` read entries back to the producer. REQUIRES: n <= the last Peek() result.
@@ -174,6 +168,9 @@ class RingConsumer {
   std::uint32_t entries() const { return entries_; }
   bool corrupt() const { return corrupt_; }
 
+ protected:
+  const Entry* slot(std::uint32_t i) const { return &slots_[(head_ + i) & mask_]; }
+
  private:
   const Entry* slots_ = nullptr;
   std::uint32_t mask_ = 0;
@@ -185,8 +182,59 @@ class RingConsumer {
   const std::atomic<std::uint32_t>* shared_tail_ = nullptr;
 };
 
+}  // namespace internal
+
+// The consumer of a ring whose producer is trusted (a client reading the completions ringd
+// wrote): entries may be read in place.
+template <typename Entry>
+class RingConsumer : public internal::ConsumerBase<Entry> {
+ public:
+  using internal::ConsumerBase<Entry>::ConsumerBase;
+
+  // The i-th unread entry, in place. REQUIRES: i < the last Peek() result.
+  const Entry& Slot(std::uint32_t i) const { return *this->slot(i); }
+
+  // A copy of the i-th unread entry.
+  Entry CopyOut(std::uint32_t i) const {
+    Entry e;
+    std::memcpy(&e, this->slot(i), sizeof(Entry));
+    return e;
+  }
+};
+
+// The consumer of a ring whose producer is NOT trusted (ringd reading a client's submissions):
+// the producer may keep scribbling over a slot while it is read. The only access is CopyOut, a
+// private copy made of word-sized atomic loads, as the kernel's READ_ONCE does for io_uring
+// SQEs: each word is read exactly once, so the compiler can never re-read a field after it was
+// checked (no time-of-check/time-of-use), and a torn entry is merely an invalid one that
+// validation rejects. There is deliberately no in-place access.
+template <typename Entry>
+class UntrustedRingConsumer : public internal::ConsumerBase<Entry> {
+  static_assert(std::is_trivially_copyable_v<Entry> && sizeof(Entry) % 8 == 0 &&
+                    alignof(Entry) >= 8,
+                "an untrusted entry is copied out in aligned 64-bit words");
+
+ public:
+  using internal::ConsumerBase<Entry>::ConsumerBase;
+
+  // A private copy of the i-th unread entry. REQUIRES: i < the last Peek() result.
+  Entry CopyOut(std::uint32_t i) const {
+    std::uint64_t words[sizeof(Entry) / 8];
+    const auto* src = reinterpret_cast<const std::uint64_t*>(this->slot(i));
+    for (std::size_t k = 0; k < sizeof(Entry) / 8; ++k) {
+      // Relaxed: a single read of a word the client may change at any time; the acquire load
+      // of the tail in Peek already ordered the client's stores before it.
+      words[k] = __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+    }
+    Entry e;
+    std::memcpy(&e, words, sizeof(Entry));
+    return e;
+  }
+};
+
 using SubmissionProducer = RingProducer<Descriptor>;
-using SubmissionConsumer = RingConsumer<Descriptor>;
+// ringd consumes its clients' submissions: untrusted.
+using SubmissionConsumer = UntrustedRingConsumer<Descriptor>;
 using CompletionProducer = RingProducer<Completion>;
 using CompletionConsumer = RingConsumer<Completion>;
 
