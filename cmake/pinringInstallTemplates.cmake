@@ -25,20 +25,23 @@ endif()
 set(PINRING_SBINDIR "${_p}/${PINRING_INSTALL_SBINDIR}")
 
 set(_gen "${PINRING_GENERATED_DIR}/${PINRING_PREFIX}")
-set(_units "${_gen}/units")
-configure_file("${PINRING_TEMPLATE_DIR}/systemd/ringd.service.in" "${_units}/ringd.service" @ONLY)
-configure_file("${PINRING_TEMPLATE_DIR}/systemd/ringd.socket.in" "${_units}/ringd.socket" @ONLY)
-configure_file("${PINRING_TEMPLATE_DIR}/tmpfiles.d/pinring.conf.in" "${_gen}/tmpfiles/pinring.conf"
-               @ONLY)
-configure_file("${PINRING_TEMPLATE_DIR}/config/ringd.flags.in" "${_gen}/config/ringd.flags" @ONLY)
+# ringd's units, tmpfiles entry and flagfile (not in a client-only build).
+if(NOT PINRING_CLIENT_ONLY)
+  set(_units "${_gen}/units")
+  configure_file("${PINRING_TEMPLATE_DIR}/systemd/ringd.service.in" "${_units}/ringd.service" @ONLY)
+  configure_file("${PINRING_TEMPLATE_DIR}/systemd/ringd.socket.in" "${_units}/ringd.socket" @ONLY)
+  configure_file("${PINRING_TEMPLATE_DIR}/tmpfiles.d/pinring.conf.in" "${_gen}/tmpfiles/pinring.conf"
+                 @ONLY)
+  configure_file("${PINRING_TEMPLATE_DIR}/config/ringd.flags.in" "${_gen}/config/ringd.flags" @ONLY)
 
-file(INSTALL DESTINATION "${_p}/${PINRING_SYSTEMD_UNIT_DIR}" TYPE FILE
-     FILES "${_units}/ringd.service" "${_units}/ringd.socket")
-file(INSTALL DESTINATION "${_p}/lib/sysusers.d" TYPE FILE
-     FILES "${PINRING_TEMPLATE_DIR}/sysusers.d/pinring.conf")
-file(INSTALL DESTINATION "${_p}/lib/tmpfiles.d" TYPE FILE FILES "${_gen}/tmpfiles/pinring.conf")
-# The flagfile is the administrator's: the unit reads it, ringd --help documents every flag.
-file(INSTALL DESTINATION "${PINRING_CONFDIR}" TYPE FILE FILES "${_gen}/config/ringd.flags")
+  file(INSTALL DESTINATION "${_p}/${PINRING_SYSTEMD_UNIT_DIR}" TYPE FILE
+       FILES "${_units}/ringd.service" "${_units}/ringd.socket")
+  file(INSTALL DESTINATION "${_p}/lib/sysusers.d" TYPE FILE
+       FILES "${PINRING_TEMPLATE_DIR}/sysusers.d/pinring.conf")
+  file(INSTALL DESTINATION "${_p}/lib/tmpfiles.d" TYPE FILE FILES "${_gen}/tmpfiles/pinring.conf")
+  # The flagfile is the administrator's: the unit reads it, ringd --help documents every flag.
+  file(INSTALL DESTINATION "${PINRING_CONFDIR}" TYPE FILE FILES "${_gen}/config/ringd.flags")
+endif()
 
 if(PINRING_HAVE_RINGLIB)
   configure_file("${PINRING_TEMPLATE_DIR}/pkgconfig/pinring.pc.in" "${_gen}/pkgconfig/pinring.pc"
