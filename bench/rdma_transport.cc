@@ -364,38 +364,20 @@ absl::Status RdmaVictimSamples(RdmaQueue& q, bool spin, std::uint64_t max_sample
                                absl::Duration interval, absl::Duration cap, absl::Duration timeout,
                                std::vector<std::uint64_t>& out, bool* timed_out,
                                std::uint64_t* censored_t0) {
-  const double tpn = TicksPerNs();
-  const std::uint64_t start = Ticks();
-  const std::uint64_t end =
-      start + static_cast<std::uint64_t>(absl::ToDoubleNanoseconds(cap) * tpn);
-  const auto interval_ticks = static_cast<std::uint64_t>(absl::ToDoubleNanoseconds(interval) * tpn);
-  std::uint64_t next = start;
-  static std::uint64_t seq = 0;  // user_data across phases and rows: each NOP its own
-  *timed_out = false;
-  for (std::uint64_t i = 0; i < max_samples && Ticks() < end; ++i) {
-    for (std::uint64_t now = Ticks(); now < next; now = Ticks()) {
-      if (!spin) absl::SleepFor(absl::Nanoseconds(static_cast<double>(next - now) / tpn));
-    }
-    const std::uint64_t t0 = Ticks();
-    next = t0 + interval_ticks;
-    const Descriptor d = MakeNop(++seq);
+  return PacedSamples(spin, max_samples, interval, cap, out, timed_out, censored_t0,
+                      [&](std::uint64_t seq) -> absl::StatusOr<bool> {
+    const Descriptor d = MakeNop(seq);
     if (absl::Status s = q.Submit(absl::MakeConstSpan(&d, 1)); !s.ok()) return s;
     Completion c{};
     auto n = q.Reap(absl::MakeSpan(&c, 1), timeout);
     if (!n.ok()) return n.status();
-    if (*n == 0) {  // waited `timeout`: keep it as a (censored) sample
-      out.push_back(Ticks() - t0);
-      *timed_out = true;
-      *censored_t0 = t0;
-      return absl::OkStatus();
-    }
+    if (*n == 0) return false;  // waited `timeout`
     if (c.user_data != seq || c.status != 0) {
       return absl::InternalError(absl::StrCat("victim NOP ", seq, ": completion user_data ",
                                               c.user_data, " status ", c.status));
     }
-    out.push_back(Ticks() - t0);
-  }
-  return absl::OkStatus();
+    return true;
+  });
 }
 
 void BM_RdmaVictimNop(benchmark::State& state, wire::CompletionWait wait, const Options& opt) {

@@ -186,18 +186,18 @@ class Aggressor {
   std::string error_;
 };
 
-// Victim round trips on `q` until `max_samples` or `cap` has passed, back to back or, with a
-// non-zero `interval`, one starting every `interval` (pacing spins in spin mode, sleeps in block
-// mode; it is not timed). Appends TSC
-// ticks per round trip to `out`. Returns an error if the queue failed; sets *timed_out (and
-// returns OK) if one round trip exceeded kSampleTimeout, whose NOP is then still in flight.
-inline absl::Status VictimSamples(Queue& q, std::uint64_t max_samples, absl::Duration interval,
-                                  absl::Duration cap, std::vector<std::uint64_t>& out,
-                                  bool* timed_out) {
-  const bool spin = q.completion_wait() == wire::CompletionWait::kSpin;
+// The victim's sampling loop, for both transports: up to `max_samples` round trips until `cap`
+// has passed, back to back or, with a non-zero `interval`, one starting every `interval` (pacing
+// spins when `spin`, sleeps otherwise; it is not timed). `round_trip(user_data)` submits one NOP
+// with that user_data and waits for it: true when it completed (and was checked), false when it
+// waited its timeout. Appends TSC ticks per round trip to `out`. A round trip that timed out is
+// kept as a (censored) sample at the time waited and ends the loop: *timed_out, and
+// *censored_t0 when its NOP was submitted (it is still in flight).
+template <typename RoundTrip>
+absl::Status PacedSamples(bool spin, std::uint64_t max_samples, absl::Duration interval,
+                          absl::Duration cap, std::vector<std::uint64_t>& out, bool* timed_out,
+                          std::uint64_t* censored_t0, RoundTrip round_trip) {
   const double tpn = TicksPerNs();
-  const std::uint64_t timeout_ticks =
-      static_cast<std::uint64_t>(absl::ToDoubleNanoseconds(kSampleTimeout) * tpn);
   const std::uint64_t start = Ticks();
   const std::uint64_t end =
       start + static_cast<std::uint64_t>(absl::ToDoubleNanoseconds(cap) * tpn);
@@ -211,10 +211,33 @@ inline absl::Status VictimSamples(Queue& q, std::uint64_t max_samples, absl::Dur
     }
     const std::uint64_t t0 = Ticks();
     next = t0 + interval_ticks;
+    absl::StatusOr<bool> done = round_trip(++seq);
+    if (!done.ok()) return done.status();
+    out.push_back(Ticks() - t0);
+    if (!*done) {
+      *timed_out = true;
+      if (censored_t0 != nullptr) *censored_t0 = t0;
+      return absl::OkStatus();
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Victim round trips on the shm transport's `q` (PacedSamples; a round trip is waited for at
+// most kSampleTimeout).
+inline absl::Status VictimSamples(Queue& q, std::uint64_t max_samples, absl::Duration interval,
+                                  absl::Duration cap, std::vector<std::uint64_t>& out,
+                                  bool* timed_out) {
+  const bool spin = q.completion_wait() == wire::CompletionWait::kSpin;
+  const std::uint64_t timeout_ticks =
+      static_cast<std::uint64_t>(absl::ToDoubleNanoseconds(kSampleTimeout) * TicksPerNs());
+  return PacedSamples(spin, max_samples, interval, cap, out, timed_out, nullptr,
+                      [&](std::uint64_t seq) -> absl::StatusOr<bool> {
+    const std::uint64_t t0 = Ticks();
     while (q.Reserve(1) == 0) {
       if (!q.Health().ok()) return q.Health();
     }
-    q.Slot(0) = MakeNop(++seq);
+    q.Slot(0) = MakeNop(seq);
     q.Commit(1);
     if (spin) {
       std::uint64_t spins = 0;
@@ -227,20 +250,15 @@ inline absl::Status VictimSamples(Queue& q, std::uint64_t max_samples, absl::Dur
       auto w = q.WaitCompletions(1, kSampleTimeout);
       if (!w.ok() && !absl::IsDeadlineExceeded(w.status())) return w.status();
     }
-    if (q.PeekCompletions(1) == 0) {  // waited kSampleTimeout: keep it as a (censored) sample
-      out.push_back(Ticks() - t0);
-      *timed_out = true;
-      return absl::OkStatus();
-    }
+    if (q.PeekCompletions(1) == 0) return false;  // waited kSampleTimeout
     if (q.CompletionAt(0).user_data != seq || q.CompletionAt(0).status != 0) {
       return absl::InternalError(absl::StrCat("victim NOP ", seq, ": completion user_data ",
                                               q.CompletionAt(0).user_data, " status ",
                                               q.CompletionAt(0).status));
     }
     q.ReleaseCompletions(1);
-    out.push_back(Ticks() - t0);
-  }
-  return absl::OkStatus();
+    return true;
+  });
 }
 
 // p50/p99/p99.9/max (ns) and the count of `ticks` as counters named PREFIX_p50_ns etc.

@@ -1,5 +1,7 @@
 #include "connection.h"
 
+#include "wire/scm_rights.h"
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -96,17 +98,12 @@ absl::StatusOr<std::vector<std::byte>> Connection::ReceiveLocked(absl::Time dead
     }
   }
   std::vector<std::byte> buf(wire::kMaxMessageSize);
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * wire::kMaxFdsPerMessage)];
-  iovec iov{buf.data(), buf.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC | (nonblocking ? MSG_DONTWAIT : 0));
-  } while (n < 0 && errno == EINTR);
+  // ringd sends an fd only with kStatsReplyMemfd; every fd that arrived is taken, that one kept
+  // (received_fd_) and the rest closed, so none can leak.
+  std::vector<int> got;
+  bool truncated = false;
+  const ssize_t n =
+      wire::RecvWithFds(fd_, buf, &got, &truncated, nonblocking ? MSG_DONTWAIT : 0);
   if (n < 0) {
     const int err = errno;
     if (err == ECONNRESET || err == ENOTCONN) {
@@ -119,24 +116,11 @@ absl::StatusOr<std::vector<std::byte>> Connection::ReceiveLocked(absl::Time dead
     MarkDead("ringd closed the control socket");
     return DeadStatus();
   }
-  // ringd sends an fd only with kStatsReplyMemfd; take every fd that arrived, keep that one
-  // (received_fd_) and close the rest so none can leak.
-  std::vector<int> got;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < count; ++i) {
-        int f;
-        std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-        got.push_back(f);
-      }
-    }
-  }
   auto close_all = [&got] {
     for (int f : got) ::close(f);
     got.clear();
   };
-  if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+  if (truncated) {
     close_all();
     return absl::InternalError("ringd sent a truncated control message");
   }
@@ -175,26 +159,9 @@ absl::StatusOr<std::vector<std::byte>> Connection::Call(wire::MessageType type, 
   std::memcpy(out.data(), &h, sizeof h);
   if (body_size != 0) std::memcpy(out.data() + sizeof h, body, body_size);
 
-  iovec iov{out.data(), out.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * wire::kMaxFdsPerMessage)] = {};
-  if (!fds.empty()) {
-    if (fds.size() > wire::kMaxFdsPerMessage) return absl::InternalError("too many fds");
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  ssize_t n;
-  do {
-    // MSG_NOSIGNAL: a dead ringd must surface as EPIPE -> Unavailable, not kill us with SIGPIPE.
-    n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
+  if (fds.size() > wire::kMaxFdsPerMessage) return absl::InternalError("too many fds");
+  // MSG_NOSIGNAL: a dead ringd must surface as EPIPE -> Unavailable, not kill us with SIGPIPE.
+  const ssize_t n = wire::SendWithFds(fd_, out.data(), out.size(), fds, MSG_NOSIGNAL);
   if (n < 0) {
     const int err = errno;
     if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) {

@@ -18,7 +18,6 @@ namespace pinring::ringd {
 using rdma::ControlMessage;
 using rdma::ControlType;
 using rdma::kRecvTag;
-using rdma::kSendSlots;
 using rdma::kSendTag;
 using rdma::kSlotBytes;
 
@@ -55,7 +54,7 @@ absl::Status Connection::SetUp(const rdma::ConnectReply& rep) {
   qo.cq_context = this;
   PINRING_RETURN_IF_ERROR(ch_->CreateQp(dev, qo));
   send_off_ = std::uint64_t{kRecvDepth} * kSlotBytes;
-  sq_off_ = RoundUp(send_off_ + std::uint64_t{kSendSlots} * kSlotBytes, kPageSize);
+  sq_off_ = RoundUp(send_off_ + std::uint64_t{rdma::kSendSlots} * kSlotBytes, kPageSize);
   cq_off_ = sq_off_ + rdma::SqBytes(req_.sq_entries);
   bounce_off_ = cq_off_ + rdma::CqBytes(req_.cq_entries);
   PrivateRegion::Options po;
@@ -63,7 +62,7 @@ absl::Status Connection::SetUp(const rdma::ConnectReply& rep) {
   po.device_writes = true;        // receives, RDMA READ targets
   po.local_only = true;           // ringd initiates every operation: no rkey is given out
   PINRING_ASSIGN_OR_RETURN(mem_, PrivateRegion::Create(dev, bounce_off_ + kBounceBytes, po));
-  send_busy_.assign(kSendSlots, false);
+  send_busy_.assign(rdma::kSendSlots, false);
   for (std::uint32_t i = 0; i < kRecvDepth; ++i) {
     PINRING_RETURN_IF_ERROR(
         ch_->PostRecv(mem_->mr(), std::uint64_t{i} * kSlotBytes, kSlotBytes, kRecvTag | i));
@@ -224,7 +223,7 @@ rdma_async::Task<CompletionStatus> Connection::Remote(Descriptor d, std::uint64_
 
 bool Connection::TrySend(const ControlMessage& m) {
   if (qp_broken_ || qp_destroyed_) return false;
-  for (std::uint32_t i = 0; i < kSendSlots; ++i) {
+  for (std::uint32_t i = 0; i < rdma::kSendSlots; ++i) {
     if (send_busy_[i]) continue;
     const std::uint64_t off = send_off_ + std::uint64_t{i} * kSlotBytes;
     std::memcpy(base() + off, &m, sizeof m);

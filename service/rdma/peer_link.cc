@@ -17,7 +17,6 @@ namespace pinring::ringd {
 using rdma::ControlMessage;
 using rdma::ControlType;
 using rdma::kRecvTag;
-using rdma::kSendTag;
 using rdma::kSlotBytes;
 
 namespace {
@@ -184,7 +183,7 @@ rdma_async::Task<absl::StatusOr<CompletionStatus>> PeerLink::Request(
   std::memcpy(slots() + std::uint64_t{kRecv} * kSlotBytes, &op, sizeof op);
   reply_id_ = ctx_.ops.NextId();
   if (absl::Status s = ch_->PostSend(slots_->mr(), std::uint64_t{kRecv} * kSlotBytes, sizeof op,
-                                     kSendTag, true);
+                                     rdma::kSendTag, true);
       !s.ok()) {
     Abort(s);
     co_return s;

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pinring/ring_format.h"
+#include "wire/scm_rights.h"
 #include "wire/wire_protocol.h"
 #include "service/backend.h"
 #include "service/client_session.h"
@@ -102,46 +103,19 @@ int MakeFd(std::uint8_t kind, std::uint8_t size) {
 }
 
 void SendDatagram(int fd, std::span<const std::uint8_t> bytes, const std::vector<int>& fds) {
-  iovec iov{const_cast<std::uint8_t*>(bytes.data()), bytes.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
-  if (!fds.empty()) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  (void)sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  (void)wire::SendWithFds(fd, bytes.data(), bytes.size(), fds, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 // Reads every reply; each must be a well-framed ringd message.
 void DrainReplies(int fd) {
   static std::vector<std::byte> buf(wire::kMaxMessageSize + 1);
   while (true) {
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
-    iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    const ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    std::vector<int> fds;
+    bool truncated = false;
+    const ssize_t n = wire::RecvWithFds(fd, buf, &fds, &truncated, MSG_DONTWAIT);
     if (n <= 0) return;
-    std::size_t nfds = 0;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < count; ++i) {
-        int f;
-        std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-        close(f);
-      }
-      nfds += count;
-    }
+    for (int f : fds) close(f);
+    const std::size_t nfds = fds.size();
     auto h = wire::ParseHeader(std::span<const std::byte>(buf.data(), static_cast<std::size_t>(n)), nfds);
     if (!h.ok()) {
       std::fprintf(stderr, "ringd sent a malformed reply: %s\n", std::string(h.status().message()).c_str());

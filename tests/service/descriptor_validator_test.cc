@@ -1,5 +1,6 @@
 // Every CompletionStatus the validator produces, and the order of checks.
 #include "service/descriptor_validator.h"
+#include "pinring/descriptors.h"
 #include "service/region_table.h"
 
 #include <gtest/gtest.h>
@@ -26,14 +27,7 @@ class ValidatorTest : public ::testing::Test {
   }
   static Descriptor Copy(std::uint32_t s, std::uint64_t so, std::uint32_t dr, std::uint64_t dof,
                          std::uint64_t len) {
-    Descriptor d{};
-    d.opcode = static_cast<std::uint8_t>(Opcode::kCopy);
-    d.src_region = s;
-    d.src_offset = so;
-    d.dst_region = dr;
-    d.dst_offset = dof;
-    d.length = len;
-    return d;
+    return MakeCopy(s, so, dr, dof, len);
   }
   Region rw_, ro_;
 };

@@ -29,6 +29,7 @@
 #include "pinring/fork_mode.h"
 #include "pinring/ring_format.h"
 #include "pinring/spsc_ring.h"
+#include "wire/scm_rights.h"
 #include "wire/wire_protocol.h"
 
 namespace pinring::testing {
@@ -55,21 +56,7 @@ class RawClient {
   int fd() const { return fd_; }
 
   absl::Status SendRaw(const void* data, std::size_t len, std::span<const int> fds = {}) {
-    iovec iov{const_cast<void*>(data), len};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)] = {};
-    if (!fds.empty()) {
-      msg.msg_control = control;
-      msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    if (sendmsg(fd_, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(len)) {
+    if (wire::SendWithFds(fd_, data, len, fds, MSG_NOSIGNAL) != static_cast<ssize_t>(len)) {
       return absl::UnavailableError(absl::StrCat("sendmsg: ", std::strerror(errno)));
     }
     return absl::OkStatus();

@@ -165,51 +165,45 @@ PINRING_EXPORT int pinring_reap(pinring_queue* queue, pinring_completion* out, u
 /* Destroys the queue in ringd, unmaps it, closes its eventfds. */
 PINRING_EXPORT void pinring_queue_close(pinring_queue* queue);
 
-/* Descriptor builders (all reserved fields zero). */
-static inline pinring_descriptor pinring_make_nop(uint64_t user_data) {
+/* Descriptor builders. pinring_make_descriptor is the one that fills a descriptor: every field
+ * it is given, every reserved field (and padding) zero, which ringd requires. */
+static inline pinring_descriptor pinring_make_descriptor(uint8_t opcode, uint8_t flags,
+                                                         uint32_t src_region, uint64_t src_offset,
+                                                         uint32_t dst_region, uint64_t dst_offset,
+                                                         uint64_t length, uint64_t value,
+                                                         uint64_t user_data) {
   pinring_descriptor d;
   memset(&d, 0, sizeof d);
   d.user_data = user_data;
-  d.opcode = PINRING_OP_NOP;
+  d.opcode = opcode;
+  d.flags = flags;
+  d.src_region = src_region;
+  d.src_offset = src_offset;
+  d.dst_region = dst_region;
+  d.dst_offset = dst_offset;
+  d.length = length;
+  d.value = value;
   return d;
+}
+static inline pinring_descriptor pinring_make_nop(uint64_t user_data) {
+  return pinring_make_descriptor(PINRING_OP_NOP, 0, 0, 0, 0, 0, 0, 0, user_data);
 }
 static inline pinring_descriptor pinring_make_fill(uint32_t dst_region, uint64_t dst_offset,
                                                    uint64_t length, uint8_t byte,
                                                    uint64_t user_data) {
-  pinring_descriptor d;
-  memset(&d, 0, sizeof d);
-  d.user_data = user_data;
-  d.opcode = PINRING_OP_FILL;
-  d.dst_region = dst_region;
-  d.dst_offset = dst_offset;
-  d.length = length;
-  d.value = byte;
-  return d;
+  return pinring_make_descriptor(PINRING_OP_FILL, 0, 0, 0, dst_region, dst_offset, length, byte,
+                                 user_data);
 }
 static inline pinring_descriptor pinring_make_copy(uint32_t src_region, uint64_t src_offset,
                                                    uint32_t dst_region, uint64_t dst_offset,
                                                    uint64_t length, uint64_t user_data) {
-  pinring_descriptor d;
-  memset(&d, 0, sizeof d);
-  d.user_data = user_data;
-  d.opcode = PINRING_OP_COPY;
-  d.src_region = src_region;
-  d.src_offset = src_offset;
-  d.dst_region = dst_region;
-  d.dst_offset = dst_offset;
-  d.length = length;
-  return d;
+  return pinring_make_descriptor(PINRING_OP_COPY, 0, src_region, src_offset, dst_region,
+                                 dst_offset, length, 0, user_data);
 }
 static inline pinring_descriptor pinring_make_checksum(uint32_t src_region, uint64_t src_offset,
                                                        uint64_t length, uint64_t user_data) {
-  pinring_descriptor d;
-  memset(&d, 0, sizeof d);
-  d.user_data = user_data;
-  d.opcode = PINRING_OP_CHECKSUM;
-  d.src_region = src_region;
-  d.src_offset = src_offset;
-  d.length = length;
-  return d;
+  return pinring_make_descriptor(PINRING_OP_CHECKSUM, 0, src_region, src_offset, 0, 0, length, 0,
+                                 user_data);
 }
 
 #ifdef __cplusplus

@@ -1,5 +1,7 @@
 #include "pinring/rdma_queue.h"
 
+#include "pinring/descriptors.h"
+
 #include <sched.h>
 
 #include <algorithm>
@@ -436,15 +438,9 @@ absl::Status RdmaQueue::RevokeGrant(const rdma::GrantToken& token) {
 Descriptor RemoteWriteDescriptor(const rdma::GrantToken& dst, std::uint64_t dst_offset,
                                  std::uint32_t src_region, std::uint64_t src_offset,
                                  std::uint64_t length, std::uint64_t user_data) {
-  Descriptor d{};
-  d.user_data = user_data;
-  d.opcode = kOpRemoteWrite;
-  d.src_region = src_region;
-  d.src_offset = src_offset;
-  d.dst_region = dst.handle;
-  d.dst_offset = dst_offset;
-  d.length = length;
-  d.value = dst.key;
+  // The grant's key travels in `value`, its node in reserved2 (ring_format.h).
+  Descriptor d = MakeDescriptor(static_cast<Opcode>(kOpRemoteWrite), 0, src_region, src_offset,
+                                dst.handle, dst_offset, length, dst.key, user_data);
   d.reserved2 = dst.node;
   return d;
 }
@@ -452,15 +448,8 @@ Descriptor RemoteWriteDescriptor(const rdma::GrantToken& dst, std::uint64_t dst_
 Descriptor RemoteReadDescriptor(const rdma::GrantToken& src, std::uint64_t src_offset,
                                 std::uint32_t dst_region, std::uint64_t dst_offset,
                                 std::uint64_t length, std::uint64_t user_data) {
-  Descriptor d{};
-  d.user_data = user_data;
-  d.opcode = kOpRemoteRead;
-  d.src_region = src.handle;
-  d.src_offset = src_offset;
-  d.dst_region = dst_region;
-  d.dst_offset = dst_offset;
-  d.length = length;
-  d.value = src.key;
+  Descriptor d = MakeDescriptor(static_cast<Opcode>(kOpRemoteRead), 0, src.handle, src_offset,
+                                dst_region, dst_offset, length, src.key, user_data);
   d.reserved2 = src.node;
   return d;
 }
