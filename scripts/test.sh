@@ -56,6 +56,22 @@ run_ctest() {
   if ((rc != 0)); then failed_stages+=("$name"); fi
 }
 
+# run_counted NAME CMD...: runs a script that ends with a "NAME: P passed, F failed" line (the
+# Debian packages, the fuzzers), tees its log, and adds those counts to the totals.
+run_counted() {
+  local name=$1; shift
+  local log="$LOGDIR/$name.log"
+  "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local line
+  line=$(grep -E "^$name: [0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1)
+  if [[ -n $line ]]; then
+    total_passed=$((total_passed + $(sed -E "s/$name: ([0-9]+) passed.*/\1/" <<<"$line")))
+    total_failed=$((total_failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$line")))
+  fi
+  if ((rc != 0)); then failed_stages+=("$name"); fi
+}
+
 stage "install dependencies"
 scripts/install-deps.sh || { echo "test.sh: dependency install failed" >&2; exit 1; }
 
@@ -77,14 +93,7 @@ run_ctest rdma deploy/softroce/pinring-rxe run --timeout 2400 --rw "$BUILD" -- \
   ctest --test-dir "$BUILD" -L rdma --output-on-failure --timeout 900
 
 stage "Debian packages (dpkg-buildpackage, lintian)"
-scripts/build-debs.sh "$BUILD/debs" 2>&1 | tee "$LOGDIR/debs.log"
-rc=${PIPESTATUS[0]}
-line=$(grep -E '^debs: [0-9]+ passed, [0-9]+ failed' "$LOGDIR/debs.log" | tail -n 1)
-if [[ -n $line ]]; then
-  total_passed=$((total_passed + $(sed -E 's/debs: ([0-9]+) passed.*/\1/' <<<"$line")))
-  total_failed=$((total_failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$line")))
-fi
-if ((rc != 0)); then failed_stages+=("debs"); fi
+run_counted debs scripts/build-debs.sh "$BUILD/debs"
 # deploy.systemd_e2e installs these in its guest instead of building them again.
 export PINRING_DEBS=$BUILD/debs
 
@@ -120,14 +129,7 @@ fi
 
 if [[ ${PINRING_SKIP_FUZZ:-0} != 1 ]]; then
   stage "fuzzing (libFuzzer: corpora replayed, 60 s per target)"
-  scripts/fuzz.sh --seconds="${PINRING_FUZZ_SECONDS:-60}" 2>&1 | tee "$LOGDIR/fuzz.log"
-  rc=${PIPESTATUS[0]}
-  line=$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed' "$LOGDIR/fuzz.log" | tail -n 1)
-  if [[ -n $line ]]; then
-    total_passed=$((total_passed + $(sed -E 's/fuzz: ([0-9]+) passed.*/\1/' <<<"$line")))
-    total_failed=$((total_failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$line")))
-  fi
-  if ((rc != 0)); then failed_stages+=("fuzz"); fi
+  run_counted fuzz scripts/fuzz.sh --seconds="${PINRING_FUZZ_SECONDS:-60}"
 fi
 
 if [[ ${PINRING_SKIP_TSAN:-0} != 1 ]]; then
