@@ -82,6 +82,8 @@ bool ClientSession::SendWithFd(const void* data, std::size_t len, int fd) {
   std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
   // As Send: never blocks, never raises SIGPIPE.
   if (sendmsg(socket_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL) != static_cast<ssize_t>(len)) {
+    RINGD_LOG_LIMITED(kInfo, "client ", id_, " (pid ", cred_.pid, "): reply of ", len,
+                      " bytes not sent: ", std::strerror(errno));
     send_failed_ = true;
     return false;
   }
@@ -94,6 +96,8 @@ bool ClientSession::Send(const void* data, std::size_t len) {
   // MSG_NOSIGNAL: a client that went away is an error code, not a SIGPIPE.
   const ssize_t n = send(socket_.get(), data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
   if (n != static_cast<ssize_t>(len)) {
+    RINGD_LOG_LIMITED(kInfo, "client ", id_, " (pid ", cred_.pid, "): reply of ", len,
+                      " bytes not sent: ", n < 0 ? std::strerror(errno) : "short send");
     send_failed_ = true;
     return false;
   }

@@ -460,6 +460,15 @@ void EventLoop::OnTimer() {
     if (!c->hello_done() && c->accepted_ns() < deadline) stale.push_back(id);
   }
   for (std::uint64_t id : stale) {
+    // The timeout bounds the client, not ringd: a Hello already queued on the socket counts,
+    // even when ringd was too busy (a long teardown, a stopped process) to read it before this
+    // tick. Read what is queued first, without blocking; the armed poll stays as it is.
+    ClientSession& c = *clients_.at(id);
+    if (!c.OnReadable()) {
+      Disconnect(id, "closed or misbehaved");
+      continue;
+    }
+    if (c.hello_done()) continue;
     Disconnect(id, absl::StrCat("no Hello within --handshake_timeout_ms=",
                                 config_.handshake_timeout_ms));
   }

@@ -402,6 +402,40 @@ TEST_F(IsolationTest, SilentConnectionsAreClosedAfterTheHandshakeTimeout) {
   EXPECT_NE(ringd_->Stderr().find("no Hello within"), std::string::npos) << ringd_->Stderr();
 }
 
+// The handshake timeout bounds the client, not ringd. A client whose Hello is already on the
+// socket when ringd gets to its timer tick (ringd was busy: a long teardown, or here stopped)
+// must be answered, not dropped. The soak's liveness probe was dropped this way in the guest,
+// where an attacker's teardown kept ringd's loop busy past --handshake_timeout_ms.
+TEST_F(IsolationTest, AHelloQueuedWhileRingdWasBusyIsAnsweredNotTimedOut) {
+  ASSERT_NO_FATAL_FAILURE(Start({"--handshake_timeout_ms=200"}));
+  auto late = RawClient::Connect(ringd_->socket_path());
+  ASSERT_TRUE(late.ok()) << late.status();
+  // ringd accepts in order: once a later connection has its Hello answered, `late` was accepted
+  // too, and its handshake clock runs.
+  auto later = Connect("accepted-after");
+  ASSERT_NE(later, nullptr);
+  // Stop ringd past the timeout and one timer tick (100 ms), so the tick is due before the
+  // Hello arrives; then send the Hello and let ringd run.
+  ASSERT_EQ(kill(ringd_->pid(), SIGSTOP), 0);
+  absl::SleepFor(absl::Milliseconds(600));
+  wire::Hello h{};
+  h.min_version = h.max_version = wire::kVersion;
+  wire::SetText(h.name, "late");
+  const absl::Status sent = (*late)->Send(wire::MessageType::kHello, h);
+  ASSERT_EQ(kill(ringd_->pid(), SIGCONT), 0);
+  ASSERT_TRUE(sent.ok()) << sent;
+  auto reply = (*late)->Recv(absl::Seconds(10));
+  ASSERT_TRUE(reply.ok()) << reply.status() << "\nringd's log:\n" << ringd_->Stderr();
+  auto hdr = wire::ParseHeader(*reply, 0);
+  ASSERT_TRUE(hdr.ok()) << hdr.status();
+  EXPECT_EQ(hdr->type, static_cast<std::uint16_t>(wire::MessageType::kHelloReply));
+  EXPECT_TRUE(wire::FromReplyStatus(wire::BodyOf<wire::HelloReply>(*reply).status).ok());
+  EXPECT_EQ(ringd_->Stderr().find("no Hello within"), std::string::npos) << ringd_->Stderr();
+  // And it is a working connection afterwards.
+  auto stats = (*late)->Stats();
+  EXPECT_TRUE(stats.ok()) << stats.status();
+}
+
 // --- item 5 ------------------------------------------------------------------------------------
 TEST_F(IsolationTest, RingctlWorksAtTheConnectionLimit) {
   constexpr int kLimit = 200;

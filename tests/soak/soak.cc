@@ -602,9 +602,13 @@ std::string RdmaMrs() {
 absl::StatusOr<Resources> Measure(RingdProcess& ringd, bool verbs) {
   auto c = RawClient::Connect(ringd.socket_path());
   if (!c.ok()) return c.status();
-  if (auto h = (*c)->Hello("soak-monitor"); !h.ok()) return h.status();
+  if (auto h = (*c)->Hello("soak-monitor"); !h.ok()) {
+    return absl::Status(h.status().code(), absl::StrCat("Hello: ", h.status().message()));
+  }
   auto text = (*c)->Stats();
-  if (!text.ok()) return text.status();
+  if (!text.ok()) {
+    return absl::Status(text.status().code(), absl::StrCat("StatsRequest: ", text.status().message()));
+  }
   auto j = nlohmann::json::parse(*text, nullptr, false);
   if (j.is_discarded()) return absl::InternalError("stats are not JSON");
   Resources r;
@@ -788,7 +792,8 @@ int main(int argc, char** argv) {
         if (!now.ok() ||
             absl::Now() - asked > absl::Milliseconds(absl::GetFlag(FLAGS_answer_ms))) {
           ++hangs;
-          problem = absl::StrCat("ringd did not answer in time: ", now.status().ToString());
+          problem = absl::StrCat("ringd did not answer in time: ", now.status().ToString(),
+                                 "\nthe end of ringd's log:\n", LastLines(ringd->Stderr(), 30));
           break;
         }
         const bool back = now->fds <= base->fds && now->registered == base->registered &&
