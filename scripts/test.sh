@@ -4,7 +4,9 @@
 #   2. build with warnings as errors
 #   3. `unit` tests on the host
 #   4. `rdma` tests in ONE soft-RoCE guest boot (deploy/softroce/pinring-rxe; natively when the
-#      host has an RDMA device), where a missing device is a failure, not a skip
+#      host has an RDMA device), where a missing device is a failure, not a skip; then the `rdma`
+#      and `odp` tests again in one guest booted from Debian's newest 7.x kernel (--kernel=7:
+#      an rxe with on-demand paging, and the pin semantics of a current kernel)
 #   5. the Debian packages: dpkg-buildpackage, then lintian with no error and no warning
 #      (scripts/build-debs.sh); the `vm` stage installs them in a guest
 #   6. `vm` tests (each boots its own guests)
@@ -91,6 +93,11 @@ run_ctest unit ctest --test-dir "$BUILD" -L unit --output-on-failure -j "$JOBS" 
 stage "rdma tests (soft-RoCE: one guest boot unless the host has a device)"
 run_ctest rdma deploy/softroce/pinring-rxe run --timeout 2400 --rw "$BUILD" -- \
   ctest --test-dir "$BUILD" -L rdma --output-on-failure --timeout 900
+
+stage "rdma and odp tests in a 7.x guest (deploy/softroce/pinring-rxe run --kernel=7)"
+# rxe on 7.x reports ODP for RC: PINRING_EXPECT_ODP=1 makes the odp tests fail if it does not.
+PINRING_EXPECT_ODP=1 run_ctest rdma-7 deploy/softroce/pinring-rxe run --kernel=7 --timeout 2400 \
+  --rw "$BUILD" -- ctest --test-dir "$BUILD" -L 'rdma|odp' --output-on-failure --timeout 900
 
 stage "Debian packages (dpkg-buildpackage, lintian)"
 run_counted debs scripts/build-debs.sh "$BUILD/debs"
