@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "pinring/fork_mode.h"
 #include "pinring/ring_format.h"
 
 namespace pinring::ringd {
@@ -36,6 +37,9 @@ class BackendMemory {
  public:
   virtual ~BackendMemory() = default;
   virtual std::uint64_t pinned_bytes() const = 0;
+  // Registered on demand (fork mode odp): counted apart from pinned bytes, never charged to
+  // RLIMIT_MEMLOCK.
+  virtual std::uint64_t odp_bytes() const { return 0; }
 };
 
 struct OpResult {
@@ -52,11 +56,16 @@ class Backend {
   // copying for cpu; one device chunk for verbs (each slice is a synchronous device operation).
   virtual std::uint64_t default_serve_budget() const = 0;
 
-  // Makes [addr, addr+len) usable by Execute. `device_writable` false registers it so the device
-  // can only read it (ForkMode::kReadOnly). Errors: ResourceExhausted (RLIMIT_MEMLOCK, naming the
-  // fix), or the device's error.
+  // Makes [addr, addr+len) usable by Execute, registered the way `mode` asks: kReadOnly so the
+  // device can only read it, kOdp on demand (nothing pinned), the others pinned with full access.
+  // Errors: ResourceExhausted (RLIMIT_MEMLOCK, naming the fix); FailedPrecondition for kOdp on a
+  // device without ODP (naming the device, the kernel and the modes to use instead); or the
+  // device's error.
   virtual absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void* addr, std::size_t len,
-                                                                  bool device_writable) = 0;
+                                                                  ForkMode mode) = 0;
+  // OK when a registration under `mode` can work here at all (odp: the device has ODP for RC).
+  // ringd checks its --default_fork_mode with it at startup.
+  virtual absl::Status CheckMode(ForkMode /*mode*/) const { return absl::OkStatus(); }
 
   // Executes one descriptor that ValidateDescriptor accepted. REQUIRES: op.status == kOk and the
   // regions op names stay registered for the duration (the caller holds the region table's lock).

@@ -310,12 +310,23 @@ absl::Status ClientSession::HandleHello(const wire::Hello& m, wire::HelloReply& 
   return absl::OkStatus();
 }
 
-absl::Status ClientSession::CheckPinBudget(std::uint64_t more, absl::string_view what) const {
+namespace {
+// How ringd registers a queue's rings under --default_fork_mode. The rings are ringd's to write
+// (completions) whatever the mode: pinned with full access, or on demand under odp.
+ForkMode RingRegistrationMode(ForkMode default_mode) {
+  return ForkModeIsOnDemand(default_mode) ? ForkMode::kOdp : ForkMode::kKernel;
+}
+}  // namespace
+
+absl::Status ClientSession::CheckPinBudget(std::uint64_t more, absl::string_view what,
+                                           ForkMode mode) const {
+  if (ForkModeIsOnDemand(mode)) return absl::OkStatus();  // not pinned: not this limit
   const std::uint64_t limit = config_.limits.max_pinned_bytes;
-  if (more > limit || pinned_bytes_ > limit - more) {
+  const std::uint64_t pinned = pinned_bytes_ - odp_bytes_;
+  if (more > limit || pinned > limit - more) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        what, " of ", more, " bytes would bring this client to ", pinned_bytes_ + more,
-        " bytes registered, over ringd --max_pinned_bytes=", limit,
+        what, " of ", more, " bytes would bring this client to ", pinned + more,
+        " bytes pinned, over ringd --max_pinned_bytes=", limit,
         ": free some, or raise --max_pinned_bytes"));
   }
   return absl::OkStatus();
@@ -352,7 +363,8 @@ absl::StatusOr<std::uint32_t> ClientSession::HandleCreateQueue(const wire::Creat
   }
   // ringd's own layout; the client's header must agree with it byte for byte.
   const QueueLayout layout = ComputeQueueLayout(m.sq_entries, m.cq_entries);
-  PINRING_RETURN_IF_ERROR(CheckPinBudget(layout.total_size, "the queue"));
+  const ForkMode ring_mode = RingRegistrationMode(config_.default_fork_mode);
+  PINRING_RETURN_IF_ERROR(CheckPinBudget(layout.total_size, "the queue", ring_mode));
   // Limits across this uid's connections and the whole daemon; released by any failure below.
   PINRING_RETURN_IF_ERROR(tenants_->ChargeQueue(cred_.uid));
   if (absl::Status s = tenants_->ChargeBytes(cred_.uid, layout.total_size, "the queue"); !s.ok()) {
@@ -382,7 +394,7 @@ absl::StatusOr<std::uint32_t> ClientSession::HandleCreateQueue(const wire::Creat
   }
   if (config_.default_fork_mode == ForkMode::kDontFork) madvise(mapping.addr(), mapping.size(), MADV_DONTFORK);
   PINRING_ASSIGN_OR_RETURN(std::unique_ptr<BackendMemory> reg,
-                           backend_->Register(mapping.addr(), mapping.size(), true));
+                           backend_->Register(mapping.addr(), mapping.size(), ring_mode));
   QueueParams p;
   p.id = next_queue_id_++;
   p.sq_entries = m.sq_entries;
@@ -396,6 +408,7 @@ absl::StatusOr<std::uint32_t> ClientSession::HandleCreateQueue(const wire::Creat
                                          std::move(fds[2]), &regions_, backend_, &counters_);
   std::move(charged).Cancel();  // the queue holds the charges now; Destroy/Teardown release them
   pinned_bytes_ += layout.total_size;
+  odp_bytes_ += q->odp_bytes();
   Counters::Add(counters_.queues_created);
   QueueServer* raw = q.get();
   queues_.emplace(p.id, std::move(q));
@@ -409,6 +422,7 @@ absl::Status ClientSession::HandleDestroyQueue(const wire::DestroyQueue& m) {
   if (it == queues_.end()) return absl::NotFoundError(absl::StrCat("no queue ", m.queue_id));
   scheduler_->Detach(*this, it->second.get());
   pinned_bytes_ -= it->second->ring_bytes();
+  odp_bytes_ -= it->second->odp_bytes();
   tenants_->ReleaseQueue(cred_.uid);
   tenants_->ReleaseBytes(cred_.uid, it->second->ring_bytes());
   queues_.erase(it);
@@ -438,7 +452,7 @@ absl::StatusOr<std::uint32_t> ClientSession::HandleRegisterRegion(const wire::Re
         "region of ", m.size, " bytes exceeds ringd --max_region_bytes=",
         config_.limits.max_region_bytes, ": register smaller regions, or raise the flag"));
   }
-  PINRING_RETURN_IF_ERROR(CheckPinBudget(m.size, "the region"));
+  PINRING_RETURN_IF_ERROR(CheckPinBudget(m.size, "the region", mode));
   if (regions_.size() >= config_.limits.max_regions) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "region limit reached (", config_.limits.max_regions,
@@ -470,11 +484,12 @@ absl::StatusOr<std::uint32_t> ClientSession::HandleRegisterRegion(const wire::Re
     return pinring::LastErrnoStatus("madvise(MADV_DONTFORK) on the region");
   }
   PINRING_ASSIGN_OR_RETURN(r->backend_memory,
-                           backend_->Register(r->mapping.addr(), r->mapping.size(),
-                                              r->device_writable));
+                           backend_->Register(r->mapping.addr(), r->mapping.size(), mode));
+  const std::uint64_t odp = r->backend_memory->odp_bytes();
   PINRING_ASSIGN_OR_RETURN(std::uint32_t handle, regions_.Insert(std::move(r)));
   std::move(charged).Cancel();  // released by Deregister/Teardown
   pinned_bytes_ += m.size;
+  odp_bytes_ += odp;
   Counters::Add(counters_.registrations);
   return handle;
 }
@@ -484,6 +499,7 @@ absl::Status ClientSession::HandleDeregisterRegion(const wire::DeregisterRegion&
   // Remove takes the table's writer lock: it waits for any poller batch using the region.
   PINRING_ASSIGN_OR_RETURN(std::unique_ptr<Region> r, regions_.Remove(m.handle));
   pinned_bytes_ -= r->size;
+  odp_bytes_ -= r->backend_memory != nullptr ? r->backend_memory->odp_bytes() : 0;
   tenants_->ReleaseBytes(cred_.uid, r->size);
   Counters::Add(counters_.deregistrations);
   return absl::OkStatus();  // r: unpinned, unmapped, closed here
@@ -529,6 +545,7 @@ void ClientSession::Teardown() {
   regions.clear();  // each: ibv_dereg_mr, munmap
   tenants_->ReleaseBytes(cred_.uid, pinned_bytes_);
   pinned_bytes_ = 0;
+  odp_bytes_ = 0;
   if (connection_charged_) {
     tenants_->ReleaseConnection(cred_.uid);
     connection_charged_ = false;
@@ -544,11 +561,13 @@ nlohmann::json ClientSession::ToJson() const {
   j["name"] = name_;
   j["registered_bytes"] = pinned_bytes_;
   std::uint64_t pinned = 0;
+  std::uint64_t odp = 0;
   j["queues"] = nlohmann::json::array();
   for (const auto& [id, q] : queues_) {
     static constexpr const char* kModes[] = {"busy-poll", "eventfd", "adaptive"};
     const QueueParams& p = q->params();
     pinned += q->pinned_bytes();
+    odp += q->odp_bytes();
     j["queues"].push_back({{"id", p.id},
                            {"sq_entries", p.sq_entries},
                            {"cq_entries", p.cq_entries},
@@ -566,14 +585,18 @@ nlohmann::json ClientSession::ToJson() const {
     absl::ReaderMutexLock l(&regions_.mu());
     regions_.ForEachLocked([&](const Region& r) {
       pinned += r.pinned_bytes();
+      const std::uint64_t r_odp = r.backend_memory != nullptr ? r.backend_memory->odp_bytes() : 0;
+      odp += r_odp;
       j["regions"].push_back({{"handle", r.handle},
                               {"size", r.size},
                               {"pinned_bytes", r.pinned_bytes()},
+                              {"odp_bytes", r_odp},
                               {"fork_mode", std::string(ForkModeName(r.fork_mode))},
                               {"device_writable", r.device_writable}});
     });
   }
   j["pinned_bytes"] = pinned;
+  j["odp_bytes"] = odp;  // registered on demand: not pinned, not charged to RLIMIT_MEMLOCK
   j["counters"] = counters_.Snapshot().ToJson();
   return j;
 }

@@ -88,7 +88,8 @@ class ClientSession {
   std::uint64_t id() const { return id_; }
   int socket_fd() const { return socket_.get(); }
   const PeerCred& cred() const { return cred_; }
-  std::uint64_t pinned_bytes() const { return pinned_bytes_; }
+  std::uint64_t pinned_bytes() const { return pinned_bytes_; }  // registered, odp included
+  std::uint64_t odp_bytes() const { return odp_bytes_; }        // registered on demand
   bool hello_done() const { return hello_done_; }
   bool admin() const { return admin_; }
   bool refused() const { return !refusal_.ok(); }
@@ -105,7 +106,9 @@ class ClientSession {
   absl::StatusOr<std::uint32_t> HandleRegisterRegion(const wire::RegisterRegion& m,
                                                      std::vector<UniqueFd>& fds);
   absl::Status HandleDeregisterRegion(const wire::DeregisterRegion& m);
-  absl::Status CheckPinBudget(std::uint64_t more, absl::string_view what) const;
+  // --max_pinned_bytes: OK when `more` pinned bytes fit. On-demand (odp) registrations pin
+  // nothing and are not checked here (the uid's registered-bytes limit still applies).
+  absl::Status CheckPinBudget(std::uint64_t more, absl::string_view what, ForkMode mode) const;
   void SendStats(std::uint32_t seq, const absl::Status& refused);
 
   // Sends one datagram without blocking. False when the client cannot take it.
@@ -137,7 +140,10 @@ class ClientSession {
   RegionTable regions_;
   absl::flat_hash_map<std::uint32_t, std::unique_ptr<QueueServer>> queues_;
   std::uint32_t next_queue_id_ = 1;
-  std::uint64_t pinned_bytes_ = 0;  // rings + regions (what counts against max_pinned_bytes)
+  // Rings + regions registered (charged to the uid's registered bytes). What counts against
+  // --max_pinned_bytes is pinned_bytes_ - odp_bytes_: on-demand memory is not pinned.
+  std::uint64_t pinned_bytes_ = 0;
+  std::uint64_t odp_bytes_ = 0;
 };
 
 }  // namespace pinring::ringd

@@ -20,7 +20,9 @@ class CpuBackend final : public Backend {
   std::string device() const override { return ""; }
   std::uint64_t default_serve_budget() const override { return 4 * 1024; }
 
-  absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void*, std::size_t, bool) override {
+  // Nothing is pinned here whatever the mode: ringd's CPU reads and writes the client's pages
+  // through its own mapping, so every mode (odp included) holds trivially.
+  absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void*, std::size_t, ForkMode) override {
     return std::make_unique<CpuMemory>();
   }
 

@@ -529,6 +529,7 @@ std::string EventLoop::StatsJson(bool admin, uid_t uid) {
                 {"uptime_s", (NowNs() - started_ns_) / 1'000'000'000}};
   CountersSnapshot total = admin ? retired_ : CountersSnapshot{};
   std::uint64_t registered = 0;
+  std::uint64_t odp = 0;
   std::uint64_t shown = 0;
   j["clients"] = nlohmann::json::array();
   for (const auto& [id, c] : clients_) {
@@ -536,6 +537,7 @@ std::string EventLoop::StatsJson(bool admin, uid_t uid) {
     if (!c->hello_done()) continue;  // not a client yet (or refused)
     total += c->CountersNow();
     registered += c->pinned_bytes();
+    odp += c->odp_bytes();
     ++shown;
     j["clients"].push_back(c->ToJson());
   }
@@ -564,6 +566,7 @@ std::string EventLoop::StatsJson(bool admin, uid_t uid) {
   }
   j["global"] = total.ToJson();
   j["global"]["registered_bytes"] = registered;
+  j["global"]["odp_bytes"] = odp;  // of registered_bytes, on demand (not pinned)
   for (const auto& [key, section] : sections_) j[key] = section(admin);
   return j.dump();
 }

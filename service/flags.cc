@@ -67,9 +67,9 @@ ABSL_FLAG(std::uint64_t, serve_budget_bytes, 0,
 ABSL_FLAG(std::string, default_fork_mode, "",
           "Fork mode of regions whose client chose none (no region option, ClientOptions default "
           "or PINRING_FORK_MODE; announced in the handshake), of regions registered with fork_mode "
-          "0xff, and of ringd's own registration of queue rings: kernel, dontfork, write-for-read "
-          "or shared. Empty: not configured (clients fall back to dontfork, queue rings to "
-          "shared)");
+          "0xff, and of ringd's own registration of queue rings: kernel, dontfork, write-for-read, "
+          "shared or odp (on-demand paging, nothing pinned; checked against the device at "
+          "start). Empty: not configured (clients fall back to dontfork, queue rings to shared)");
 
 ABSL_FLAG(std::uint16_t, rdma_port, 18515,
           "rdma_cm port of the rdma transport listener (clients that register their own rings "
@@ -129,7 +129,7 @@ absl::StatusOr<Config> ConfigFromFlags() {
     auto fork_mode = ParseForkMode(fm);
     if (!fork_mode.has_value() || *fork_mode == ForkMode::kReadOnly) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--default_fork_mode=", fm, ": expected kernel, dontfork, write-for-read or shared "
+          "--default_fork_mode=", fm, ": expected kernel, dontfork, write-for-read, shared or odp "
           "(readonly cannot hold rings ringd writes)"));
     }
     c.default_fork_mode = *fork_mode;

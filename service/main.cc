@@ -8,6 +8,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "verbs/verbs_device.h"
 #include "service/backend.h"
@@ -94,6 +95,12 @@ int main(int argc, char** argv) {
                 "); using the cpu backend");
       backend = MakeCpuBackend();
     }
+  }
+  // A default mode this device cannot register (odp without ODP): say so now, not per client.
+  if (absl::Status s = backend->CheckMode(config->default_fork_mode); !s.ok()) {
+    return Fail(absl::Status(s.code(), absl::StrCat("--default_fork_mode=",
+                                                    std::string(ForkModeName(config->default_fork_mode)),
+                                                    ": ", s.message())));
   }
 
   auto listener = OpenListenSocket(*config);

@@ -81,6 +81,9 @@ class QueueServer {
   const QueueParams& params() const { return params_; }
   int doorbell_fd() const { return doorbell_.get(); }
   std::uint64_t ring_bytes() const { return mapping_.size(); }
+  std::uint64_t odp_bytes() const {
+    return ring_registration_ != nullptr ? ring_registration_->odp_bytes() : 0;
+  }
   std::uint64_t pinned_bytes() const {
     return ring_registration_ != nullptr ? ring_registration_->pinned_bytes() : 0;
   }

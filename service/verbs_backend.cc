@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "pinring/status.h"
+#include "verbs/fork_safety.h"
 #include "verbs/verbs_device.h"
 #include "service/backend.h"
 #include "service/region_table.h"
@@ -34,16 +35,19 @@ constexpr std::uint32_t kQpDepth = 64;         // WRITEs in flight per batch
 
 class VerbsMemory final : public BackendMemory {
  public:
-  VerbsMemory(MemoryRegion mr, std::atomic<std::uint64_t>* total)
-      : mr_(std::move(mr)), total_(total) {
+  // `total`: the backend's running count of pinned (or, on_demand, of ODP) bytes.
+  VerbsMemory(MemoryRegion mr, bool on_demand, std::atomic<std::uint64_t>* total)
+      : mr_(std::move(mr)), on_demand_(on_demand), total_(total) {
     total_->fetch_add(mr_.length(), std::memory_order_relaxed);  // statistic / limit pre-check
   }
   ~VerbsMemory() override { total_->fetch_sub(mr_.length(), std::memory_order_relaxed); }
-  std::uint64_t pinned_bytes() const override { return mr_.length(); }
+  std::uint64_t pinned_bytes() const override { return on_demand_ ? 0 : mr_.length(); }
+  std::uint64_t odp_bytes() const override { return on_demand_ ? mr_.length() : 0; }
   const MemoryRegion& mr() const { return mr_; }
 
  private:
   MemoryRegion mr_;
+  bool on_demand_;
   std::atomic<std::uint64_t>* total_;
 };
 
@@ -76,8 +80,14 @@ class VerbsBackend final : public Backend {
   std::string device() const override { return dev_->name(); }
   std::uint64_t default_serve_budget() const override { return kChunk; }
 
+  absl::Status CheckMode(ForkMode mode) const override {
+    return ForkModeIsOnDemand(mode) ? dev_->CheckOnDemand() : absl::OkStatus();
+  }
+
   absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void* addr, std::size_t len,
-                                                          bool device_writable) override {
+                                                          ForkMode mode) override {
+    if (ForkModeIsOnDemand(mode)) return RegisterOnDemand(addr, len);
+    const bool device_writable = !ForkModeIsDeviceReadOnly(mode);
     // RLIMIT_MEMLOCK pre-check: without CAP_IPC_LOCK (approximated by euid 0) the kernel refuses
     // pins beyond the limit; say so with numbers instead of a bare ENOMEM.
     rlimit rl{};
@@ -97,7 +107,19 @@ class VerbsBackend final : public Backend {
                                           IBV_ACCESS_REMOTE_READ)
                                        : IBV_ACCESS_REMOTE_READ;
     PINRING_ASSIGN_OR_RETURN(MemoryRegion mr, dev_->Register(addr, len, access));
-    return std::unique_ptr<BackendMemory>(new VerbsMemory(std::move(mr), &pinned_total_));
+    return std::unique_ptr<BackendMemory>(new VerbsMemory(std::move(mr), false, &pinned_total_));
+  }
+
+  // Fork mode odp: IBV_ACCESS_ON_DEMAND, nothing pinned, no RLIMIT_MEMLOCK pre-check. Prefetched
+  // with ibv_advise_mr where the device can, so the first descriptor does not pay every fault.
+  absl::StatusOr<std::unique_ptr<BackendMemory>> RegisterOnDemand(void* addr, std::size_t len) {
+    const int access = internal::RegistrationAccessFor(ForkMode::kOdp, /*device_writes=*/true);
+    PINRING_ASSIGN_OR_RETURN(MemoryRegion mr, dev_->Register(addr, len, access));
+    if (absl::Status s = dev_->Prefetch(mr, /*for_write=*/true); !s.ok()) {
+      // Not an error: the pages fault in on first use instead. Said once per reason.
+      RINGD_LOG_LIMITED(kInfo, "odp region of ", len, " bytes not prefetched: ", s.message());
+    }
+    return std::unique_ptr<BackendMemory>(new VerbsMemory(std::move(mr), true, &odp_total_));
   }
 
   OpResult Execute(const ValidatedOp& op) override {
@@ -235,7 +257,8 @@ class VerbsBackend final : public Backend {
   }
 
   std::unique_ptr<VerbsDevice> dev_;
-  std::atomic<std::uint64_t> pinned_total_{0};
+  std::atomic<std::uint64_t> pinned_total_{0};  // relaxed: a statistic and a limit pre-check
+  std::atomic<std::uint64_t> odp_total_{0};     // relaxed: a statistic
   absl::Mutex mu_;
   std::vector<std::byte> bounce_ ABSL_GUARDED_BY(mu_);
   MemoryRegion bounce_mr_ ABSL_GUARDED_BY(mu_);

@@ -43,6 +43,7 @@ static_assert(PINRING_CS_SHUTTING_DOWN ==
 static_assert(PINRING_CS_REGION_FAULT ==
               static_cast<int>(pinring::CompletionStatus::kRegionFault));
 static_assert(PINRING_FORK_SHARED == static_cast<int>(pinring::ForkMode::kShared));
+static_assert(PINRING_FORK_ODP == static_cast<int>(pinring::ForkMode::kOdp));
 static_assert(PINRING_DOORBELL_ADAPTIVE == static_cast<int>(pinring::wire::DoorbellMode::kAdaptive));
 static_assert(PINRING_WAIT_BLOCK == static_cast<int>(pinring::wire::CompletionWait::kBlock));
 

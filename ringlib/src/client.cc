@@ -100,7 +100,7 @@ absl::StatusOr<Client> Client::Connect(const ClientOptions& options) {
   std::optional<ForkMode> default_mode;
   std::string_view default_source;
   if (options.default_fork_mode.has_value()) {
-    // A caller may have cast any byte to ForkMode: only the five modes are accepted.
+    // A caller may have cast any byte to ForkMode: only the six modes are accepted.
     if (static_cast<std::uint8_t>(*options.default_fork_mode) >= kForkModeCount) {
       return absl::InvalidArgumentError(
           "Client::Connect: ClientOptions::default_fork_mode is not a pinring::ForkMode");
@@ -108,7 +108,7 @@ absl::StatusOr<Client> Client::Connect(const ClientOptions& options) {
     default_mode = options.default_fork_mode;
     default_source = "ClientOptions";
   } else if (const char* env = std::getenv("PINRING_FORK_MODE"); env != nullptr && *env != '\0') {
-    // Untrusted text from the environment: ForkModeFromEnv accepts only the five mode names and
+    // Untrusted text from the environment: ForkModeFromEnv accepts only the six mode names and
     // turns anything else into InvalidArgument (never a silent fallback).
     absl::StatusOr<ForkMode> m = ForkModeFromEnv();
     if (!m.ok()) {
@@ -158,7 +158,7 @@ absl::StatusOr<Client> Client::Connect(const ClientOptions& options) {
   c.info_.limits = reply->limits;
   c.info_.backend = FixedString(reply->backend, sizeof reply->backend);
   c.info_.device = FixedString(reply->device, sizeof reply->device);
-  // ringd's announced default: checked before use, a value outside the five modes means a ringd
+  // ringd's announced default: checked before use, a value outside the six modes means a ringd
   // that does not speak this field as we do.
   if (reply->default_fork_mode_set == wire::kDefaultForkModeSet) {
     if (reply->default_fork_mode >= kForkModeCount) {

@@ -15,6 +15,7 @@ absl::Status ApplyForkSafety(void* addr, std::size_t len, ForkMode mode) {
     case ForkMode::kReadOnly:
     case ForkMode::kWriteForRead:
     case ForkMode::kShared:
+    case ForkMode::kOdp:  // nothing is pinned: the device follows the page tables
       return absl::OkStatus();
   }
   return absl::InvalidArgumentError("ApplyForkSafety: bad ForkMode");
@@ -30,6 +31,9 @@ int RegistrationAccessFor(ForkMode mode, bool device_writes) {
       return device_writes ? -1 : IBV_ACCESS_REMOTE_READ;
     case ForkMode::kWriteForRead:
       return IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE;
+    case ForkMode::kOdp:
+      return IBV_ACCESS_ON_DEMAND | IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ |
+             (device_writes ? IBV_ACCESS_REMOTE_WRITE : 0);
     case ForkMode::kKernel:
     case ForkMode::kDontFork:
     case ForkMode::kShared:

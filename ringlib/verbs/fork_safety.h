@@ -4,7 +4,7 @@
 // What each mode does to the memory itself (access flags are the registrar's job, see
 // RegistrationAccessFor()):
 //   kDontFork     MADV_DONTFORK on the page-widened range, refcounted across overlapping calls.
-//   kKernel, kReadOnly, kWriteForRead, kShared: nothing to do to the mapping. kShared memory must
+//   kKernel, kReadOnly, kWriteForRead, kShared, kOdp: nothing to do to the mapping. kShared memory must
 //                 already be MAP_SHARED (a memfd): that is the allocator's job (the shm transport
 //                 maps memfds; private_region.cc maps one for kShared); this hook does not check.
 #pragma once
@@ -30,6 +30,7 @@ void ReleaseForkSafety(void* addr, std::size_t len, ForkMode mode);
 // device_writes=false means the device only reads (e.g. a submission ring pulled by the NIC).
 //   kReadOnly      -> IBV_ACCESS_REMOTE_READ only (no LOCAL_WRITE: libibverbs/kernel pin read-only)
 //   kWriteForRead  -> LOCAL_WRITE | REMOTE_READ | REMOTE_WRITE even when the device only reads
+//   kOdp           -> ON_DEMAND | LOCAL_WRITE | REMOTE_READ (| REMOTE_WRITE when device_writes)
 //   others         -> LOCAL_WRITE | REMOTE_READ (| REMOTE_WRITE when device_writes)
 // kReadOnly with device_writes=true is a contradiction: returns -1.
 int RegistrationAccessFor(ForkMode mode, bool device_writes);

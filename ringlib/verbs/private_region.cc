@@ -179,13 +179,18 @@ absl::StatusOr<std::unique_ptr<PrivateRegion>> PrivateRegion::Create(VerbsDevice
                                                                      std::size_t len,
                                                                      const Options& opts) {
   PINRING_ASSIGN_OR_RETURN(int access, ForkModeAccessFlags(opts.mode, opts.device_writes));
-  if (opts.local_only) access = opts.device_writes ? IBV_ACCESS_LOCAL_WRITE : 0;
+  if (opts.local_only) {
+    access = (opts.device_writes ? IBV_ACCESS_LOCAL_WRITE : 0) | (access & IBV_ACCESS_ON_DEMAND);
+  }
   PINRING_ASSIGN_OR_RETURN(MappedMemory mem, MapForkModeMemory(len, opts.mode, opts.backing));
   std::unique_ptr<PrivateRegion> r(new PrivateRegion(std::move(mem), opts));
   r->access_ = access;
   PINRING_RETURN_IF_ERROR(internal::ApplyForkSafety(r->data(), r->size(), opts.mode));
   r->fork_safety_applied_ = true;
   PINRING_ASSIGN_OR_RETURN(r->mr_, dev.Register(r->data(), r->size(), access));
+  // odp: map the pages on the device now where it can; where it cannot, the first access faults
+  // them in (prefetch_status() says which).
+  if (ForkModeIsOnDemand(opts.mode)) r->prefetch_ = dev.Prefetch(r->mr_, opts.device_writes);
   return r;
 }
 

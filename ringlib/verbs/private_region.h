@@ -105,6 +105,9 @@ class PrivateRegion {
   void* data() const { return mem_.data(); }
   std::size_t size() const { return mem_.size(); }
   ForkMode mode() const { return opts_.mode; }
+  // odp only: OK when ibv_advise_mr prefetched the pages, Unimplemented when the device has no
+  // prefetch (pages fault in on first access). OK for the pinned modes.
+  const absl::Status& prefetch_status() const { return prefetch_; }
   int access() const { return access_; }
   const MemoryRegion& mr() const { return mr_; }
 
@@ -115,6 +118,7 @@ class PrivateRegion {
   int access_ = 0;
   bool fork_safety_applied_ = false;
   MemoryRegion mr_;
+  absl::Status prefetch_;
 };
 
 // The per-client default mode from the environment: PINRING_FORK_MODE = kernel | dontfork |

@@ -2,8 +2,13 @@
 
 #include "verbs/work_request.h"
 
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/utsname.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <vector>
 
 #include <cerrno>
 #include <cstdio>
@@ -35,6 +40,20 @@ bool IsZeroGid(const ibv_gid& g) {
 }
 
 const char* WcStatusName(ibv_wc_status s) { return ibv_wc_status_str(s); }
+
+std::string KernelRelease() {
+  utsname u{};
+  return uname(&u) == 0 ? std::string(u.release) : std::string("(uname failed)");
+}
+
+// The RC operations pinring posts on an on-demand MR, and their names for error messages.
+constexpr struct {
+  std::uint32_t bit;
+  const char* name;
+} kNeededRcOdp[] = {{IBV_ODP_SUPPORT_SEND, "SEND"},
+                    {IBV_ODP_SUPPORT_RECV, "RECV"},
+                    {IBV_ODP_SUPPORT_WRITE, "WRITE"},
+                    {IBV_ODP_SUPPORT_READ, "READ"}};
 
 // One RDMA work request: local[local_off, +len) <-> remote[remote_off, +len). `sge` must outlive
 // the post. REQUIRES: the range was checked (LoopbackQp::CheckRange).
@@ -179,6 +198,15 @@ absl::Status VerbsDevice::Init(int gid_index) {
         absl::StrCat(dev->name_, " GID index ", dev->gid_index_,
                      " is empty: give the netdev an IP address, or pass --gid_index"));
   }
+  // ODP capabilities, for fork mode odp (CheckOnDemand). A failed query is kept as the reason,
+  // not an error: only odp registrations need it.
+  ibv_device_attr_ex attr{};
+  if (int rc = ibv_query_device_ex(dev->context_, nullptr, &attr); rc == 0) {
+    dev->odp_.supported = (attr.odp_caps.general_caps & IBV_ODP_SUPPORT) != 0;
+    dev->odp_.rc_caps = attr.odp_caps.per_transport_caps.rc_odp_caps;
+  } else {
+    dev->odp_.query_error = absl::StrCat("ibv_query_device_ex: ", std::strerror(rc));
+  }
   dev->pd_ = ibv_alloc_pd(dev->context_);
   if (dev->pd_ == nullptr) return pinring::LastErrnoStatus("ibv_alloc_pd");
   return absl::OkStatus();
@@ -194,10 +222,136 @@ VerbsDevice::~VerbsDevice() {
   if (context_ != nullptr && owns_context_) ibv_close_device(context_);
 }
 
+namespace {
+// Early in every message: ringd's replies carry the first 190 characters.
+constexpr const char* kOdpInstead =
+    "; fork mode odp refused (never pinned instead): use kernel, dontfork or shared";
+}  // namespace
+
+absl::Status VerbsDevice::CheckOnDemand() {
+  if (!odp_.query_error.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(name_, " on Linux ", KernelRelease(),
+                                                      ": cannot query ODP support", kOdpInstead,
+                                                      " (", odp_.query_error, ")"));
+  }
+  std::string missing;
+  for (const auto& op : kNeededRcOdp) {
+    if ((odp_.rc_caps & op.bit) == 0) absl::StrAppend(&missing, missing.empty() ? "" : ", ", op.name);
+  }
+  if (!odp_.supported || !missing.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        name_, " on Linux ", KernelRelease(), " has ",
+        !odp_.supported ? "no on-demand paging" : absl::StrCat("no ODP for RC ", missing),
+        kOdpInstead, " (ibv_query_device_ex: ODP ", odp_.supported ? "supported" : "unsupported",
+        ", rc_odp_caps 0x", absl::Hex(odp_.rc_caps), "; rxe has ODP from the 7.x kernels, not "
+        "in 6.1 or 6.12)"));
+  }
+  // The capability bits say the driver takes ODP registrations, not that it places the bytes
+  // right: prove it once per device, with the operations pinring posts.
+  absl::call_once(odp_probe_once_, [this] { odp_probe_ = ProbeOnDemandData(); });
+  return odp_probe_;
+}
+
+absl::Status VerbsDevice::ProbeOnDemandData() {
+  // Two pages each side. The source is pinned and every byte differs from its neighbours' KiB,
+  // so bytes landing at the wrong offset show. The ranges start inside a page and cross a page
+  // boundary, over more than one packet at any MTU up to 4 KiB.
+  constexpr std::size_t kLen = 8192, kOff = 1000, kCount = 5000;
+  auto qp = LoopbackQp::Create(*this, 4);
+  if (!qp.ok()) return qp.status();
+  std::vector<std::uint8_t> src(kLen), back(kLen, 0);
+  for (std::size_t i = 0; i < kLen; ++i) src[i] = static_cast<std::uint8_t>(i * 131 + i / 1024);
+  void* odp = mmap(nullptr, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (odp == MAP_FAILED) return pinring::LastErrnoStatus("mmap(odp probe)");
+  std::memset(odp, 0, kLen);
+  constexpr int kPinned = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE;
+  ibv_mr* raw = ibv_reg_mr(pd_, odp, kLen, kPinned | IBV_ACCESS_ON_DEMAND);
+  if (raw == nullptr) {
+    const int err = errno;
+    munmap(odp, kLen);
+    return absl::FailedPreconditionError(absl::StrCat(
+        name_, " on Linux ", KernelRelease(), ": ibv_reg_mr(IBV_ACCESS_ON_DEMAND) fails (",
+        std::strerror(err), ")", kOdpInstead));
+  }
+  absl::Status result = absl::OkStatus();
+  {
+    MemoryRegion odp_mr(raw);
+    absl::StatusOr<MemoryRegion> src_mr = Register(src.data(), kLen, kPinned);
+    absl::StatusOr<MemoryRegion> back_mr = Register(back.data(), kLen, kPinned);
+    if (!src_mr.ok()) result = src_mr.status();
+    if (result.ok() && !back_mr.ok()) result = back_mr.status();
+    // The device writes into on-demand memory (responder side of WRITE) ...
+    if (result.ok()) result = (*qp)->Write(*src_mr, kOff, odp_mr, kOff, kCount, absl::Seconds(10));
+    const auto* got = static_cast<const std::uint8_t*>(odp);
+    std::size_t right = 0;
+    for (std::size_t i = kOff; i < kOff + kCount; ++i) right += got[i] == src[i];
+    if (result.ok() && right != kCount) {
+      result = absl::FailedPreconditionError(absl::StrCat(
+          name_, " on Linux ", KernelRelease(), ": on-demand MRs lose data", kOdpInstead,
+          " (self-test: an RDMA WRITE of ", kCount, " bytes at offset ", kOff,
+          " into an on-demand MR put ", right, " of them where they belong; the driver reports "
+          "ODP for RC but misplaces bytes within a page)"));
+    }
+    // ... and reads out of it (requester side of WRITE, responder side of READ).
+    if (result.ok()) result = (*qp)->Read(odp_mr, kOff, *back_mr, kOff, kCount, absl::Seconds(10));
+    if (result.ok() && std::memcmp(back.data() + kOff, src.data() + kOff, kCount) != 0) {
+      result = absl::FailedPreconditionError(absl::StrCat(
+          name_, " on Linux ", KernelRelease(), ": on-demand MRs lose data", kOdpInstead,
+          " (self-test: an RDMA READ of ", kCount, " bytes at offset ", kOff,
+          " out of an on-demand MR returned other bytes)"));
+    }
+    if (!result.ok() && !absl::IsFailedPrecondition(result)) {
+      result = absl::FailedPreconditionError(absl::StrCat(
+          name_, " on Linux ", KernelRelease(), ": the on-demand paging self-test failed",
+          kOdpInstead, " (", result.message(), ")"));
+    }
+  }  // MRs deregistered before the memory goes
+  munmap(odp, kLen);
+  return result;
+}
+
+absl::Status VerbsDevice::Prefetch(const MemoryRegion& mr, bool for_write) const {
+  if (!mr.valid()) return absl::InvalidArgumentError("Prefetch: no MR");
+  // ibv_sge.length is 32-bit: advise in chunks of at most 1 GiB.
+  constexpr std::uint64_t kMaxAdvise = 1ull << 30;
+  const auto base = reinterpret_cast<std::uint64_t>(mr.addr());
+  for (std::uint64_t off = 0; off < mr.length(); off += kMaxAdvise) {
+    ibv_sge sge{};
+    sge.addr = base + off;
+    sge.length = static_cast<std::uint32_t>(std::min<std::uint64_t>(kMaxAdvise, mr.length() - off));
+    sge.lkey = mr.lkey();
+    int rc = ibv_advise_mr(pd_, for_write ? IBV_ADVISE_MR_ADVICE_PREFETCH_WRITE
+                                          : IBV_ADVISE_MR_ADVICE_PREFETCH,
+                           IBV_ADVISE_MR_FLAG_FLUSH, &sge, 1);
+    if (rc < 0) rc = rc == -1 ? errno : -rc;  // providers return errno or -1 with errno set
+    if (rc == EOPNOTSUPP || rc == ENOSYS) {
+      return absl::UnimplementedError(absl::StrCat(
+          name_, " on Linux ", KernelRelease(),
+          " has no ibv_advise_mr prefetch: pages fault in on first device access"));
+    }
+    if (rc != 0) {
+      return pinring::ErrnoToStatus(rc, absl::StrCat("ibv_advise_mr(", sge.length, " bytes)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<MemoryRegion> VerbsDevice::Register(void* addr, std::size_t len, int access) {
+  const bool on_demand = (access & IBV_ACCESS_ON_DEMAND) != 0;
+  if (on_demand) PINRING_RETURN_IF_ERROR(CheckOnDemand());
   ibv_mr* mr = ibv_reg_mr(pd_, addr, len, access);
   if (mr != nullptr) return MemoryRegion(mr);
   const int err = errno;
+  if (on_demand) {
+    // Not a pin: RLIMIT_MEMLOCK is not the cause. Say what the device refused.
+    return pinring::ErrnoToStatus(
+        err, absl::StrCat("ibv_reg_mr(", len, " bytes, IBV_ACCESS_ON_DEMAND) on ", name_,
+                          " (Linux ", KernelRelease(), ")",
+                          err == EOPNOTSUPP || err == EINVAL
+                              ? ": the driver refuses on-demand registration; use fork mode "
+                                "kernel, dontfork or shared"
+                              : ""));
+  }
   if (err == ENOMEM || err == EFAULT || err == EPERM || err == EAGAIN) {
     rlimit rl{};
     const bool limited = getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY;

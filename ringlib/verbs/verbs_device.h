@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/call_once.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -74,7 +75,30 @@ class VerbsDevice {
   // ibv_reg_mr(pd, addr, len, access): pins [addr, addr+len). ENOMEM/EFAULT/EPERM while the
   // process is short of RLIMIT_MEMLOCK become ResourceExhausted naming the current limit and the
   // fix (ulimit -l unlimited, or LimitMEMLOCK=infinity in the unit file).
+  // With IBV_ACCESS_ON_DEMAND in `access` (fork mode odp) nothing is pinned: the device's ODP
+  // capabilities are checked first (CheckOnDemand) and a device without them gets its precise
+  // error, never a pinned registration instead.
   absl::StatusOr<MemoryRegion> Register(void* addr, std::size_t len, int access);
+
+  // What ibv_query_device_ex reports about on-demand paging (queried once, at Open/Adopt).
+  struct OdpCaps {
+    bool supported = false;       // IBV_ODP_SUPPORT in general_caps
+    std::uint32_t rc_caps = 0;    // IBV_ODP_SUPPORT_SEND | _RECV | _WRITE | _READ | ...
+    std::string query_error;      // why the query failed, or ""
+  };
+  const OdpCaps& odp_caps() const { return odp_; }
+  // OK when an IBV_ACCESS_ON_DEMAND registration can serve pinring's RC traffic: general ODP
+  // support plus RC SEND, RECV, WRITE and READ (the operations pinring posts; which side faults
+  // depends on who initiates, so all four are required), and a one-time data self-test on a
+  // loopback QP (an RDMA WRITE into and a READ out of an on-demand MR, at offsets inside a page
+  // and across pages) that puts every byte where it belongs. Otherwise FailedPrecondition naming
+  // the device, the kernel release, what is missing or wrong, and the modes to use instead.
+  // Thread-safe; the self-test runs at most once per VerbsDevice.
+  absl::Status CheckOnDemand();
+  // ibv_advise_mr(PREFETCH[_WRITE], FLUSH) over the whole of an on-demand `mr`: the device maps
+  // the pages now instead of faulting on first use. Unimplemented when the device or kernel has
+  // no advise_mr (the caller says so and goes on: the first access then faults).
+  absl::Status Prefetch(const MemoryRegion& mr, bool for_write) const;
 
   ibv_context* context() const { return context_; }
   ibv_pd* pd() const { return pd_; }
@@ -92,6 +116,8 @@ class VerbsDevice {
   VerbsDevice() = default;
   // Port + GID query and PD allocation, shared by Open and Adopt.
   absl::Status Init(int gid_index);
+  // CheckOnDemand's data self-test.
+  absl::Status ProbeOnDemandData();
 
   ibv_context* context_ = nullptr;
   bool owns_context_ = true;
@@ -101,6 +127,9 @@ class VerbsDevice {
   int gid_index_ = 0;
   ibv_gid gid_{};
   ibv_port_attr port_attr_{};
+  OdpCaps odp_;
+  absl::once_flag odp_probe_once_;
+  absl::Status odp_probe_;  // written once, under odp_probe_once_
 };
 
 // Two RC QPs on one device, connected to each other, sharing one CQ. The "initiator" QP posts;

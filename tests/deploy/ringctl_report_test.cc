@@ -57,6 +57,27 @@ TEST(RingctlReport, StatusShowsClientsQueuesRegionsWithPinnedBytesAndForkMode) {
   EXPECT_NE(s.find("fork_mode"), std::string::npos) << s;
 }
 
+// Fork mode odp: bytes registered on demand are shown and exported apart from pinned ones.
+TEST(RingctlReport, OdpBytesHaveTheirColumnAndMetric) {
+  const json st = json::parse(R"({
+    "clients": [{"id": 7, "name": "odp", "pinned_bytes": 8192, "odp_bytes": 2097152,
+                 "registered_bytes": 2105344,
+                 "regions": [{"handle": 1, "size": 2097152, "pinned_bytes": 0,
+                              "odp_bytes": 2097152, "fork_mode": "odp"}]}],
+    "global": {"registered_bytes": 2105344, "odp_bytes": 2097152}
+  })");
+  const std::string s = FormatStatus(st);
+  EXPECT_NE(s.find("odp_bytes"), std::string::npos) << s;
+  EXPECT_NE(s.find("2.0 MiB"), std::string::npos) << s;
+  EXPECT_LT(s.find("odp_bytes"), s.find("registered_bytes")) << s;  // beside pinned_bytes
+  const std::string m = FormatPrometheus(st);
+  EXPECT_NE(m.find("# TYPE pinring_client_odp_bytes gauge\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("pinring_client_odp_bytes{client=\"7\",name=\"odp\"} 2097152\n"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("pinring_odp_bytes 2097152\n"), std::string::npos) << m;
+}
+
 TEST(RingctlReport, EmptySectionsSayNone) {
   const std::string s = FormatSection(json::parse(R"({"clients": []})"), "clients");
   EXPECT_EQ(s, "clients (0)\n  (none)\n");

@@ -83,13 +83,19 @@ TEST(ForkcheckHugetlb, GuestReservesHugePagesAndRunsTheHugetlbCells) {
       EXPECT_EQ(c.at("blame"), "backend") << c.dump();
       continue;
     }
+    // odp: io_uring cannot express it at all, and verbs only where the device's ODP works
+    // (forkcheck_odp_test covers that); skipped here only with the backend's reason.
+    if (c.at("mode") == "odp" && skipped) {
+      EXPECT_EQ(c.at("blame"), "backend") << c.dump();
+      continue;
+    }
     EXPECT_FALSE(skipped) << "hugetlb cell still skipped with " << reserved
                           << " huge pages reserved: " << c.dump();
     EXPECT_FALSE(c.at("mismatch").get<bool>()) << c.dump();
     if (!skipped) ++ran;
   }
-  // 2 backends x 5 modes, minus iouring/readonly.
-  EXPECT_EQ(ran, 9) << j.at("cells").dump(1);
+  // 2 backends x the 5 pinning modes, minus iouring/readonly (odp runs where the device has it).
+  EXPECT_GE(ran, 9) << j.at("cells").dump(1);
   EXPECT_EQ(j.at("summary").at("unknown"), 0);
   EXPECT_EQ(j.at("summary").at("mismatches"), 0);
   std::printf("hugetlb cells with %ld huge pages reserved:\n", reserved);

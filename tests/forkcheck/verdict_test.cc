@@ -35,6 +35,11 @@ TEST(Classify, Precedence) {
   Observation pf;
   pf.pin_errno = ENOMEM;
   EXPECT_EQ(Classify(pf), Outcome::kPinFailed);
+  Observation df;
+  df.device_fault = true;
+  df.bytes_expected = 0;
+  EXPECT_EQ(Classify(df), Outcome::kDeviceFault);
+  EXPECT_EQ(OutcomeName(Outcome::kDeviceFault), "device-fault");
   Observation sk;
   sk.skip_reason = "no device";
   sk.pin_errno = ENOMEM;
@@ -57,8 +62,15 @@ TEST(Expect, PerModeGuarantees) {
     SCOPED_TRACE(std::string(ForkModeName(m)));
     EXPECT_EQ(Expect(Scenario::kZeroPagePin, m, Modern()).outcome, Outcome::kCoherent);
     EXPECT_EQ(Expect(Scenario::kParentWriteChildAlive, m, Modern()).outcome, Outcome::kCoherent);
-    EXPECT_EQ(Expect(Scenario::kMremap, m, Modern()).outcome, Outcome::kCoherent);
+    // A pin holds the moved pages; odp registers addresses, and nothing is mapped there now.
+    EXPECT_EQ(Expect(Scenario::kMremap, m, Modern()).outcome,
+              m == ForkMode::kOdp ? Outcome::kDeviceFault : Outcome::kCoherent);
   }
+  // odp pins nothing: the device follows the page tables, so replacing the pages is seen, and
+  // the child's COW copies never are.
+  EXPECT_EQ(Expect(Scenario::kDontneed, ForkMode::kOdp, Modern()).outcome, Outcome::kCoherent);
+  EXPECT_EQ(Expect(Scenario::kMunmapRemap, ForkMode::kOdp, Modern()).outcome, Outcome::kCoherent);
+  EXPECT_EQ(Expect(Scenario::kChildWrite, ForkMode::kOdp, Modern()).outcome, Outcome::kCoherent);
   EXPECT_EQ(Expect(Scenario::kChildWrite, ForkMode::kShared, Modern()).outcome, Outcome::kLeak);
   EXPECT_EQ(Expect(Scenario::kChildWrite, ForkMode::kDontFork, Modern()).outcome,
             Outcome::kChildSignal);

@@ -195,6 +195,12 @@ TEST(ForkSafety, AccessFlagsPerMode) {
   EXPECT_NE(RegistrationAccessFor(ForkMode::kWriteForRead, false) & IBV_ACCESS_LOCAL_WRITE, 0);
   EXPECT_NE(RegistrationAccessFor(ForkMode::kKernel, false) & IBV_ACCESS_LOCAL_WRITE, 0);
   EXPECT_EQ(RegistrationAccessFor(ForkMode::kKernel, false) & IBV_ACCESS_REMOTE_WRITE, 0);
+  // odp: on demand, and only odp.
+  for (ForkMode m : kAllForkModes) {
+    const int a = RegistrationAccessFor(m, m != ForkMode::kReadOnly);
+    EXPECT_EQ((a & IBV_ACCESS_ON_DEMAND) != 0, m == ForkMode::kOdp) << ForkModeName(m);
+  }
+  EXPECT_NE(RegistrationAccessFor(ForkMode::kOdp, true) & IBV_ACCESS_REMOTE_WRITE, 0);
 }
 
 }  // namespace

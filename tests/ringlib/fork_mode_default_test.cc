@@ -158,6 +158,15 @@ TEST(ForkModeDefault, RegionOptionBeatsEverything) {
              .want_source = "ClientOptions"});
 }
 
+// odp through every layer: the name parses from the environment and from ringd's flag (the cpu
+// backend pins nothing, so it serves odp regions as any other; verbs checks the device first).
+TEST(ForkModeDefault, OdpFromTheEnvironmentAndFromRingdsFlag) {
+  CheckCase({.env = "odp", .want = ForkMode::kOdp, .want_source = "PINRING_FORK_MODE"});
+  CheckCase({.ringd_args = {"--default_fork_mode=odp"},
+             .want = ForkMode::kOdp,
+             .want_source = "ringd --default_fork_mode"});
+}
+
 TEST(ForkModeDefault, ServerInfoCarriesRingdFlag) {
   ScopedForkModeEnv env(std::nullopt);
   auto ringd = StartRingdOrDie("cpu", {"--default_fork_mode=kernel"});

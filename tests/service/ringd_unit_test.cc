@@ -155,7 +155,7 @@ class FailingBackend final : public Backend {
   absl::string_view name() const override { return "failing"; }
   std::string device() const override { return ""; }
   std::uint64_t default_serve_budget() const override { return 8192; }
-  absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void*, std::size_t, bool) override {
+  absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void*, std::size_t, ForkMode) override {
     return absl::UnavailableError("no");
   }
   OpResult Execute(const ValidatedOp&) override { return {CompletionStatus::kDeviceError, 0}; }
@@ -246,7 +246,7 @@ class RecordingBackend final : public Backend {
   absl::string_view name() const override { return "recording"; }
   std::string device() const override { return ""; }
   std::uint64_t default_serve_budget() const override { return 8192; }
-  absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void* a, std::size_t n, bool w) override {
+  absl::StatusOr<std::unique_ptr<BackendMemory>> Register(void* a, std::size_t n, ForkMode w) override {
     return cpu_->Register(a, n, w);
   }
   OpResult Execute(const ValidatedOp& op) override { return cpu_->Execute(op); }

@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
       "Usage: pinring-forkcheck [--quick] [--json=PATH] [--backends=iouring,verbs] "
       "[--modes=...] [--scenarios=...] [--max_size_mib=N] [--nocosts]\n"
       "Outcomes: coherent | stale (device sees old data) | leak (device sees the child's data) | "
-      "child-signal | pin-failed | skipped. '!' marks a result that differs from what the mode "
+      "child-signal | pin-failed | device-fault (registered, but the device's access failed) | skipped. '!' marks a result that differs from what the mode "
       "is expected to guarantee, '*' an expected non-coherent result. Exit: 0 ran (mismatches "
       "are reported, not failures); 1 error; 2 usage; 3 a cell was unknown (tool bug); 77 "
       "--require_backend unavailable.";

@@ -238,7 +238,7 @@ CellResult RunCell(PinBackend& backend, Scenario s, ForkMode m, const KernelFact
       Observation tmp;
       std::vector<std::uint8_t> view(len);
       if (absl::Status st = region->pin->DeviceRead(view.data(), len); !st.ok()) {
-        r.obs.pin_errno = EIO;
+        r.obs.device_fault = true;
         absl::StrAppend(&r.detail, "device read: ", std::string(st.message()));
         return finish();
       }
@@ -344,7 +344,7 @@ CellResult RunCell(PinBackend& backend, Scenario s, ForkMode m, const KernelFact
       absl::Status st = region->pin->DeviceRead(view.data(), len);
       r.obs.child_signal = c.Finish();
       if (!st.ok()) {
-        r.obs.pin_errno = EIO;
+        r.obs.device_fault = true;
         absl::StrAppend(&r.detail, "device read: ", std::string(st.message()));
         return finish();
       }
@@ -367,7 +367,7 @@ CellResult RunCell(PinBackend& backend, Scenario s, ForkMode m, const KernelFact
       absl::Status st = region->pin->DeviceRead(view.data(), len);
       r.obs.child_signal = c.Finish();
       if (!st.ok()) {
-        r.obs.pin_errno = EIO;
+        r.obs.device_fault = true;
         absl::StrAppend(&r.detail, "device read: ", std::string(st.message()));
         return finish();
       }
@@ -379,7 +379,7 @@ CellResult RunCell(PinBackend& backend, Scenario s, ForkMode m, const KernelFact
   }
   std::vector<std::uint8_t> view(len);
   if (absl::Status st = region->pin->DeviceRead(view.data(), len); !st.ok()) {
-    r.obs.pin_errno = EIO;
+    r.obs.device_fault = true;
     absl::StrAppend(&r.detail, "device read: ", std::string(st.message()));
     return finish();
   }

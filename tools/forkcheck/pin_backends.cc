@@ -100,6 +100,10 @@ class IouringBackend : public PinBackend {
       return "backend: io_uring always pins registered buffers for write (FOLL_WRITE), so a "
              "read-only pin cannot be expressed (write-for-read == kernel on this backend)";
     }
+    if (mode == ForkMode::kOdp) {
+      return "backend: io_uring fixed buffers are always long-term pins (FOLL_LONGTERM); there "
+             "is no on-demand registration to measure";
+    }
     return "";
   }
   absl::StatusOr<std::unique_ptr<Pin>> PinRange(void* addr, std::size_t len, ForkMode) override {
@@ -164,7 +168,15 @@ class VerbsBackend : public PinBackend {
   }
   std::string name() const override { return "verbs"; }
   std::string unavailable_reason() const override { return reason_; }
-  std::string unsupported_mode_reason(ForkMode) const override { return ""; }
+  std::string unsupported_mode_reason(ForkMode mode) const override {
+    // odp on a device without ODP for RC: the precise reason, never a pinned stand-in.
+    if (mode == ForkMode::kOdp && dev_ != nullptr) {
+      if (absl::Status s = dev_->CheckOnDemand(); !s.ok()) {
+        return absl::StrCat("backend: ", s.message());
+      }
+    }
+    return "";
+  }
   absl::StatusOr<std::unique_ptr<Pin>> PinRange(void* addr, std::size_t len,
                                                 ForkMode mode) override {
     last_errno_ = 0;

@@ -20,6 +20,8 @@ std::string_view OutcomeName(Outcome o) {
       return "child-signal";
     case Outcome::kPinFailed:
       return "pin-failed";
+    case Outcome::kDeviceFault:
+      return "device-fault";
     case Outcome::kSkipped:
       return "skipped";
     case Outcome::kUnknown:
@@ -121,6 +123,7 @@ void CountBytes(const std::uint8_t* view, const std::uint8_t* expected, std::siz
 Outcome Classify(const Observation& obs) {
   if (!obs.skip_reason.empty()) return Outcome::kSkipped;
   if (obs.pin_errno != 0) return Outcome::kPinFailed;
+  if (obs.device_fault) return Outcome::kDeviceFault;
   if (obs.bytes_child > 0) return Outcome::kLeak;
   if (obs.bytes_old > 0) return Outcome::kStale;
   if (obs.child_signal != 0) return Outcome::kChildSignal;
@@ -163,6 +166,24 @@ bool ChildWrites(Scenario s) {
 Expectation Expect(Scenario s, ForkMode m, const KernelFacts& /*k*/) {
   // The expectation is what the MODE promises, independent of the kernel: a kernel that cannot
   // keep the promise shows up as a mismatch blamed on the kernel.
+  if (m == ForkMode::kOdp) {
+    // Nothing is pinned: the device resolves the registered virtual addresses through the
+    // process's page tables on every access (mmu notifiers invalidate, the next access faults).
+    if (s == Scenario::kDontneed || s == Scenario::kMunmapRemap) {
+      return {Outcome::kCoherent,
+              "odp pins nothing: the device follows the page tables, so it sees the page that is "
+              "mapped there now"};
+    }
+    if (s == Scenario::kMremap) {
+      return {Outcome::kDeviceFault,
+              "odp registers virtual addresses: once mremap moved the range away nothing is mapped "
+              "there and the device's access faults (remote access error); register again after "
+              "moving memory"};
+    }
+    return {Outcome::kCoherent,
+            "odp pins nothing: after fork() the device follows the parent's page tables (its COW "
+            "copy included) and never sees the child's pages"};
+  }
   if (s == Scenario::kDontneed || s == Scenario::kMunmapRemap) {
     if (m == ForkMode::kShared) {
       return {Outcome::kCoherent,
@@ -222,6 +243,7 @@ Judgement Judge(Scenario s, ForkMode m, const KernelFacts& k, Outcome got, const
         }
         break;
       case Outcome::kStale:
+      case Outcome::kDeviceFault:
         j.blame = Blame::kApplication;
         j.explanation = j.expected.guarantee;
         break;
@@ -242,6 +264,12 @@ Judgement Judge(Scenario s, ForkMode m, const KernelFacts& k, Outcome got, const
   }
   // A mismatch: explain it.
   const std::string got_name(OutcomeName(got));
+  if (got == Outcome::kDeviceFault) {
+    j.blame = Blame::kBackend;
+    j.explanation = "the registration held but the device's read failed (the cell's detail has the "
+                    "work completion status)";
+    return j;
+  }
   if (got == Outcome::kPinFailed) {
     j.blame = Blame::kBackend;
     j.explanation = absl::StrCat("registration failed: ", std::strerror(obs.pin_errno), " (errno ",

@@ -20,6 +20,8 @@ enum class Outcome : std::uint8_t {
   kLeak,         // the device saw data the child wrote
   kChildSignal,  // the child died from a signal touching the range (device view was coherent)
   kPinFailed,    // the registration itself failed (errno recorded)
+  kDeviceFault,  // the registration held, but the device's access failed: under odp, the
+                 // registered addresses no longer map memory (remote access error)
   kSkipped,      // not run; reason recorded
   kUnknown,      // never a valid final result: the tests fail on it
 };
@@ -71,6 +73,7 @@ struct Observation {
   std::size_t bytes_old = 0;       // anything else (older value, zero page, garbage)
   int child_signal = 0;            // signal that killed the child, 0 if none
   int pin_errno = 0;               // != 0: registration failed
+  bool device_fault = false;       // the device read failed after the registration held
   std::string skip_reason;         // non-empty: not run
 };
 
@@ -78,7 +81,7 @@ struct Observation {
 void CountBytes(const std::uint8_t* view, const std::uint8_t* expected, std::size_t n,
                 std::uint8_t child_byte, Observation* obs);
 
-// Precedence: skipped, pin-failed, leak, stale, child-signal, coherent.
+// Precedence: skipped, pin-failed, device-fault, leak, stale, child-signal, coherent.
 Outcome Classify(const Observation& obs);
 
 // Who or what a non-coherent or unexpected result is due to.

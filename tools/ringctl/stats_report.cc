@@ -19,12 +19,14 @@ using nlohmann::json;
 // Column order for the known fields of each section; other scalar fields follow alphabetically.
 const std::vector<std::string>& PreferredColumns(absl::string_view section) {
   static const std::vector<std::string> kClients = {
-      "id", "pid", "uid", "gid", "name", "queues", "regions", "pinned_bytes", "registered_bytes"};
+      "id",      "pid",          "uid",          "gid",      "name",
+      "queues",  "regions",      "pinned_bytes", "odp_bytes", "registered_bytes"};
   static const std::vector<std::string> kQueues = {
       "client", "id", "sq_entries", "cq_entries", "doorbell", "completion_wait",
       "adaptive_poll_us", "ring_bytes", "completed", "error"};
   static const std::vector<std::string> kRegions = {
-      "client", "handle", "size", "pinned_bytes", "fork_mode", "device_writable", "huge_pages"};
+      "client",    "handle",          "size",      "pinned_bytes", "odp_bytes",
+      "fork_mode", "device_writable", "huge_pages"};
   static const std::vector<std::string> kRdma = {
       "id", "kind", "remote", "sq_entries", "cq_entries", "regions", "descriptors", "pending",
       "busy"};
@@ -447,14 +449,17 @@ std::string FormatPrometheus(const json& stats) {
   }
   // Pinned and registered bytes per client: what an operator watches against the limits.
   const json clients = Rows(stats, "clients");
-  for (const char* key : {"pinned_bytes", "registered_bytes"}) {
+  for (const char* key : {"pinned_bytes", "odp_bytes", "registered_bytes"}) {
     const std::string name = absl::StrCat("pinring_client_", key);
     bool header = false;
     for (const json& c : clients) {
       if (!c.contains(key) || !c[key].is_number()) continue;
       if (!header) {
         AppendMetric(&out, name, "gauge",
-                     absl::StrCat("Bytes one client has ", key[0] == 'p' ? "pinned" : "registered",
+                     absl::StrCat("Bytes one client has ",
+                                  key[0] == 'p'   ? "pinned"
+                                  : key[0] == 'o' ? "registered on demand (odp, not pinned)"
+                                                  : "registered",
                                   " with ringd (rings and regions)."));
         header = true;
       }

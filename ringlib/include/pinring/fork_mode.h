@@ -21,14 +21,20 @@ enum class ForkMode : std::uint8_t {
   kWriteForRead = 3,
   // The memory is a MAP_SHARED memfd: never COWed; a child sees and writes the same pages.
   kShared = 4,
+  // On-demand paging (IBV_ACCESS_ON_DEMAND): nothing is pinned. The device faults pages in
+  // through the kernel's mmu notifiers, so it follows the process's page tables: after fork()
+  // the parent's COW copy is what the device sees, and the child's pages never are. Needs a
+  // device and kernel with ODP for RC (rxe from Linux 6.13); elsewhere registration fails with
+  // an error naming the modes to use instead, never a silent fallback to pinning.
+  kOdp = 5,
 };
-inline constexpr std::uint8_t kForkModeCount = 5;
+inline constexpr std::uint8_t kForkModeCount = 6;
 
-inline constexpr ForkMode kAllForkModes[] = {ForkMode::kKernel, ForkMode::kDontFork,
-                                             ForkMode::kReadOnly, ForkMode::kWriteForRead,
-                                             ForkMode::kShared};
+inline constexpr ForkMode kAllForkModes[] = {ForkMode::kKernel,       ForkMode::kDontFork,
+                                             ForkMode::kReadOnly,     ForkMode::kWriteForRead,
+                                             ForkMode::kShared,       ForkMode::kOdp};
 
-// "kernel", "dontfork", "readonly", "write-for-read", "shared".
+// "kernel", "dontfork", "readonly", "write-for-read", "shared", "odp".
 constexpr std::string_view ForkModeName(ForkMode m) {
   switch (m) {
     case ForkMode::kKernel: return "kernel";
@@ -36,6 +42,7 @@ constexpr std::string_view ForkModeName(ForkMode m) {
     case ForkMode::kReadOnly: return "readonly";
     case ForkMode::kWriteForRead: return "write-for-read";
     case ForkMode::kShared: return "shared";
+    case ForkMode::kOdp: return "odp";
   }
   return "unknown";
 }
@@ -50,5 +57,8 @@ constexpr std::optional<ForkMode> ParseForkMode(std::string_view name) {
 
 // True when the device may only read memory registered under `m`.
 constexpr bool ForkModeIsDeviceReadOnly(ForkMode m) { return m == ForkMode::kReadOnly; }
+
+// True when a registration under `m` pins nothing (and is not charged to RLIMIT_MEMLOCK).
+constexpr bool ForkModeIsOnDemand(ForkMode m) { return m == ForkMode::kOdp; }
 
 }  // namespace pinring
