@@ -43,7 +43,8 @@ std::string TempJson(const char* tag) {
 
 void CheckCells(const nlohmann::json& j, const std::string& backend, bool expect_run) {
   const std::set<std::string> valid = {"coherent",     "stale",      "leak",
-                                       "child-signal", "pin-failed", "device-fault", "skipped"};
+                                       "child-signal", "pin-failed", "device-fault", "refused",
+                                       "skipped"};
   int ran = 0;
   for (const auto& c : j.at("cells")) {
     const std::string where = c.at("backend").get<std::string>() + "/" +

@@ -38,7 +38,8 @@ TEST(ForkcheckVerbs, FullMatrixNoUnknownNoCrash) {
   std::ifstream in(json);
   nlohmann::json j = nlohmann::json::parse(in);
   const std::set<std::string> valid = {"coherent",     "stale",      "leak",
-                                       "child-signal", "pin-failed", "device-fault", "skipped"};
+                                       "child-signal", "pin-failed", "device-fault", "refused",
+                                       "skipped"};
   int ran = 0;
   for (const auto& c : j.at("cells")) {
     EXPECT_TRUE(valid.count(c.at("outcome").get<std::string>())) << c.dump();

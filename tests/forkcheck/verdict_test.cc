@@ -39,6 +39,16 @@ TEST(Classify, Precedence) {
   df.device_fault = true;
   df.bytes_expected = 0;
   EXPECT_EQ(Classify(df), Outcome::kDeviceFault);
+  // The kernel's refusal is kept apart from a registration the environment made fail.
+  Observation refused;
+  refused.pin_errno = EFAULT;
+  refused.pin_refused = IsRefusalErrno(EFAULT);
+  EXPECT_EQ(Classify(refused), Outcome::kRefused);
+  Observation nomem;
+  nomem.pin_errno = ENOMEM;
+  nomem.pin_refused = IsRefusalErrno(ENOMEM);
+  EXPECT_EQ(Classify(nomem), Outcome::kPinFailed);
+  EXPECT_EQ(OutcomeName(Outcome::kRefused), "refused");
   EXPECT_EQ(OutcomeName(Outcome::kDeviceFault), "device-fault");
   Observation sk;
   sk.skip_reason = "no device";
@@ -81,6 +91,34 @@ TEST(Expect, PerModeGuarantees) {
   EXPECT_EQ(Expect(Scenario::kDontneed, ForkMode::kKernel, Modern()).outcome, Outcome::kStale);
   EXPECT_EQ(Expect(Scenario::kMunmapRemap, ForkMode::kShared, Modern()).outcome,
             Outcome::kCoherent);
+  // .rodata: only a registration that asks for no write access can pin a PROT_READ mapping.
+  for (ForkMode m : kAllForkModes) {
+    const bool reads_only = m == ForkMode::kReadOnly || m == ForkMode::kOdp;
+    EXPECT_EQ(Expect(Scenario::kProtReadPin, m, Modern()).outcome,
+              reads_only ? Outcome::kCoherent : Outcome::kRefused)
+        << ForkModeName(m);
+    EXPECT_EQ(Expect(Scenario::kPinAfterSharedFork, m, Modern()).outcome, Outcome::kCoherent);
+  }
+  // Files: a write pin of a shared page writeback tracks is refused (6.5+), tmpfs is fine, and any
+  // pin of a MAP_PRIVATE file page holds the process's own copy, not the file.
+  EXPECT_EQ(Expect(Scenario::kFileSharedDisk, ForkMode::kKernel, Modern()).outcome,
+            Outcome::kRefused);
+  EXPECT_EQ(Expect(Scenario::kFileSharedDisk, ForkMode::kReadOnly, Modern()).outcome,
+            Outcome::kCoherent);
+  EXPECT_EQ(Expect(Scenario::kFileSharedTmpfs, ForkMode::kKernel, Modern()).outcome,
+            Outcome::kCoherent);
+  EXPECT_EQ(Expect(Scenario::kFilePrivatePwrite, ForkMode::kReadOnly, Modern()).outcome,
+            Outcome::kStale);
+  EXPECT_EQ(Expect(Scenario::kFilePrivatePwrite, ForkMode::kOdp, Modern()).outcome,
+            Outcome::kCoherent);
+  // An old kernel that still grants the write pin is a mismatch blamed on the kernel.
+  Observation granted;
+  granted.bytes_expected = 1;
+  const Judgement old_kernel =
+      Judge(Scenario::kFileSharedDisk, ForkMode::kKernel, K54(), Outcome::kCoherent, granted);
+  EXPECT_TRUE(old_kernel.mismatch);
+  EXPECT_EQ(old_kernel.blame, Blame::kKernel);
+  EXPECT_NE(old_kernel.explanation.find("set_page_dirty"), std::string::npos);
   // The expectation is the mode's promise, not the kernel's ability.
   EXPECT_EQ(Expect(Scenario::kZeroPagePin, ForkMode::kReadOnly, K54()).outcome, Outcome::kCoherent);
 }

@@ -1,7 +1,9 @@
 // pinring-forkcheck: what fork() does to pinned memory under each fork-safety mode, on this kernel.
 // Runs scenario x mode x pin backend, prints a table (progress per cell on stderr), writes JSON.
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -43,6 +45,13 @@ ABSL_FLAG(std::string, require_backend, "",
           "exit 77 (skip) with a reason if this backend is unavailable; with "
           "PINRING_REQUIRE_DEVICE=1 exit 1 instead");
 ABSL_FLAG(std::string, label, "", "free text stored in the JSON (e.g. host, guest)");
+ABSL_FLAG(std::string, file_dir, "/var/tmp",
+          "a directory on a disk filesystem (ext4, xfs, btrfs) for the file-shared-disk and "
+          "file-private-pwrite scenarios; on another filesystem they are skipped with the reason");
+ABSL_FLAG(std::string, tmpfs_dir, "/dev/shm", "a directory on tmpfs for file-shared-tmpfs");
+ABSL_FLAG(std::string, cost_point, "",
+          "internal: BACKEND,MODE,BYTES,REPS: measure one cost point in this (fresh, small) "
+          "process and print it as one JSON line; the cost sweep runs every point this way");
 
 namespace pf = pinring::forkcheck;
 using pinring::ForkMode;
@@ -57,6 +66,86 @@ bool Contains(const std::vector<std::string>& v, std::string_view s) {
     if (x == s) return true;
   }
   return false;
+}
+
+nlohmann::json PointJson(const pf::CostPoint& pt) {
+  return {{"bytes", pt.bytes},
+          {"fork_median_us", pt.fork_median_us},
+          {"fork_samples_us", pt.fork_samples_us},
+          {"register_ms", pt.register_ms},
+          {"child_rss_kib", pt.child_rss_kib},
+          {"child_private_kib", pt.child_private_kib},
+          {"vmas_before", pt.vmas_before},
+          {"vmas_after", pt.vmas_after},
+          {"error", pt.error}};
+}
+
+// One cost point measured in a helper: this executable re-run with --cost_point, so the fork()
+// being timed copies the page tables of a small process holding just the registration, not the
+// evaluator's own address space (its heap, its threads' stacks, the matrix's leftovers).
+pf::CostPoint PointInHelper(const std::string& backend, const std::string& mode,
+                            std::size_t bytes, int reps) {
+  pf::CostPoint pt;
+  pt.bytes = bytes;
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) {
+    pt.error = absl::StrCat("pipe: ", std::strerror(errno));
+    return pt;
+  }
+  const std::string arg = absl::StrCat("--cost_point=", backend, ",", mode, ",", bytes, ",", reps);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], STDOUT_FILENO);  // dup2 clears O_CLOEXEC on the new descriptor
+    char exe[] = "/proc/self/exe";
+    char* argv[] = {exe, const_cast<char*>(arg.c_str()), nullptr};
+    execv(exe, argv);
+    _exit(127);
+  }
+  close(out[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+  close(out[0]);
+  int ws = 0;
+  if (pid < 0 || waitpid(pid, &ws, 0) != pid || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
+    pt.error = absl::StrCat("cost helper failed (", pid < 0 ? std::strerror(errno) : "exit status ",
+                            WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws), ")");
+    return pt;
+  }
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    pt.error = "cost helper printed no JSON";
+    return pt;
+  }
+  pt.fork_median_us = j.value("fork_median_us", 0.0);
+  pt.fork_samples_us = j.value("fork_samples_us", std::vector<double>{});
+  pt.register_ms = j.value("register_ms", 0.0);
+  pt.child_rss_kib = j.value("child_rss_kib", std::int64_t{-1});
+  pt.child_private_kib = j.value("child_private_kib", std::int64_t{-1});
+  pt.vmas_before = j.value("vmas_before", 0);
+  pt.vmas_after = j.value("vmas_after", 0);
+  pt.error = j.value("error", std::string());
+  return pt;
+}
+
+// --cost_point: the helper's side.
+int RunCostPoint(const std::string& spec) {
+  const std::vector<std::string> f = pf::SplitList(spec);
+  if (f.size() != 4) {
+    std::cerr << "--cost_point wants BACKEND,MODE,BYTES,REPS\n";
+    return 2;
+  }
+  auto backend = pf::MakeBackend(f[0]);
+  if (backend == nullptr || !backend->unavailable_reason().empty()) {
+    pf::CostPoint pt;
+    pt.error = backend == nullptr ? "unknown backend" : backend->unavailable_reason();
+    std::cout << PointJson(pt).dump() << "\n";
+    return 0;
+  }
+  const std::size_t bytes = std::strtoull(f[2].c_str(), nullptr, 10);
+  pf::CostSeries cs = pf::RunCosts(*backend, f[1], {bytes}, std::atoi(f[3].c_str()));
+  std::cout << PointJson(cs.points.at(0)).dump() << "\n";
+  return 0;
 }
 
 std::string Mark(const pf::CellResult& c) {
@@ -78,7 +167,7 @@ int main(int argc, char** argv) {
       "Usage: pinring-forkcheck [--quick] [--json=PATH] [--backends=iouring,verbs] "
       "[--modes=...] [--scenarios=...] [--max_size_mib=N] [--nocosts]\n"
       "Outcomes: coherent | stale (device sees old data) | leak (device sees the child's data) | "
-      "child-signal | pin-failed | device-fault (registered, but the device's access failed) | skipped. '!' marks a result that differs from what the mode "
+      "child-signal | refused (the kernel rejects the registration: errno) | pin-failed (the environment) | device-fault (registered, but the device's access failed) | skipped. '!' marks a result that differs from what the mode "
       "is expected to guarantee, '*' an expected non-coherent result. Exit: 0 ran (mismatches "
       "are reported, not failures); 1 error; 2 usage; 3 a cell was unknown (tool bug); 77 "
       "--require_backend unavailable.";
@@ -90,6 +179,7 @@ int main(int argc, char** argv) {
   // Pinning is charged to RLIMIT_MEMLOCK; raise it if we may (root), so 1 GiB points can pin.
   rlimit rl{RLIM_INFINITY, RLIM_INFINITY};
   (void)setrlimit(RLIMIT_MEMLOCK, &rl);
+  if (const std::string cp = absl::GetFlag(FLAGS_cost_point); !cp.empty()) return RunCostPoint(cp);
 
   const auto want_backends = pf::SplitList(absl::GetFlag(FLAGS_backends));
   const auto want_modes = pf::SplitList(absl::GetFlag(FLAGS_modes));
@@ -165,6 +255,8 @@ int main(int argc, char** argv) {
   }
 
   pf::RunOptions opts;
+  opts.file_dir = absl::GetFlag(FLAGS_file_dir);
+  opts.tmpfs_dir = absl::GetFlag(FLAGS_tmpfs_dir);
   if (quick) {
     opts.buffer_bytes = 64 << 10;
     opts.concurrent_forks = 5;
@@ -248,6 +340,20 @@ int main(int argc, char** argv) {
       }
       int reps = absl::GetFlag(FLAGS_reps);
       if (reps <= 0) reps = quick ? 3 : 7;
+      // "floor": the helper's own fork() with nothing mapped or registered, the least a cost
+      // point can show; "unpinned": the same touched memory as each point, no registration.
+      {
+        pf::CostSeries floor;
+        floor.backend = cb->name();
+        floor.mode = "floor";
+        floor.points.push_back(PointInHelper(cb->name(), "floor", 0, reps));
+        std::cout << absl::StrFormat("  floor (a helper with nothing registered): fork %.1f us%s\n",
+                                     floor.points[0].fork_median_us,
+                                     floor.points[0].error.empty()
+                                         ? ""
+                                         : "  error: " + floor.points[0].error);
+        costs.push_back(std::move(floor));
+      }
       std::vector<std::string> names = {"unpinned"};
       for (ForkMode m : modes) {
         if (cb->unsupported_mode_reason(m).empty()) names.emplace_back(pinring::ForkModeName(m));
@@ -262,7 +368,10 @@ int main(int argc, char** argv) {
                                    "VMAs+");
       for (const auto& name : names) {
         std::cerr << "costs: " << cb->name() << " " << name << " ...\n";
-        pf::CostSeries cs = pf::RunCosts(*cb, name, sizes, reps);
+        pf::CostSeries cs;
+        cs.backend = cb->name();
+        cs.mode = name;
+        for (std::size_t bytes : sizes) cs.points.push_back(PointInHelper(cb->name(), name, bytes, reps));
         for (const auto& pt : cs.points) {
           if (!pt.error.empty()) {
             std::cout << absl::StrFormat("  %-15s %7zuMi  error: %s\n", name, pt.bytes >> 20,
@@ -334,17 +443,7 @@ int main(int argc, char** argv) {
   j["costs"] = nlohmann::json::array();
   for (const auto& cs : costs) {
     nlohmann::json pts = nlohmann::json::array();
-    for (const auto& pt : cs.points) {
-      pts.push_back({{"bytes", pt.bytes},
-                     {"fork_median_us", pt.fork_median_us},
-                     {"fork_samples_us", pt.fork_samples_us},
-                     {"register_ms", pt.register_ms},
-                     {"child_rss_kib", pt.child_rss_kib},
-                     {"child_private_kib", pt.child_private_kib},
-                     {"vmas_before", pt.vmas_before},
-                     {"vmas_after", pt.vmas_after},
-                     {"error", pt.error}});
-    }
+    for (const auto& pt : cs.points) pts.push_back(PointJson(pt));
     j["costs"].push_back({{"backend", cs.backend}, {"mode", cs.mode}, {"points", pts}});
   }
   j["summary"] = {{"cells", cells.size()}, {"unknown", unknown}, {"mismatches", mismatches}};

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "verbs/fork_safety.h"
 #include "verbs/private_region.h"
@@ -127,6 +129,7 @@ std::string ReadFileTrim(const char* path) {
 
 struct Region {
   MappedMemory mem;
+  int file_fd = -1;  // file-* scenarios: the (unlinked) file behind the mapping
   bool safety = false;
   ForkMode mode{};
   void* safety_addr = nullptr;
@@ -135,8 +138,66 @@ struct Region {
   ~Region() {
     pin.reset();  // unpin before the madvise state goes and before munmap
     if (safety) internal::ReleaseForkSafety(safety_addr, safety_len, mode);
+    mem = MappedMemory();  // munmap before the file goes
+    if (file_fd >= 0) close(file_fd);
   }
 };
+
+bool IsFileScenario(Scenario s) {
+  return s == Scenario::kFileSharedDisk || s == Scenario::kFileSharedTmpfs ||
+         s == Scenario::kFilePrivatePwrite;
+}
+
+// The file-* scenarios' memory: an unlinked file of `len` bytes of kOld in `dir`, mapped
+// MAP_SHARED or MAP_PRIVATE. `want_tmpfs` says which kind of filesystem the scenario is about;
+// a directory on the other kind is the environment's problem, reported as a skip reason.
+absl::Status MapFile(const std::string& dir, bool want_tmpfs, bool shared, std::size_t len,
+                     Region* region, std::string* fs_note) {
+  if (dir.empty()) {
+    return absl::FailedPreconditionError(
+        "environment: no --file_dir (a directory on a disk filesystem such as ext4)");
+  }
+  struct statfs sf {};
+  if (statfs(dir.c_str(), &sf) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("environment: statfs(", dir, "): ", std::strerror(errno)));
+  }
+  constexpr long kTmpfsMagic = 0x01021994, kExt4Magic = 0xEF53, kXfsMagic = 0x58465342,
+                 kBtrfsMagic = 0x9123683E;
+  const long type = static_cast<long>(sf.f_type);
+  const bool tmpfs = type == kTmpfsMagic;
+  const bool disk = type == kExt4Magic || type == kXfsMagic || type == kBtrfsMagic;
+  *fs_note = tmpfs ? "tmpfs" : type == kExt4Magic ? "ext4" : type == kXfsMagic ? "xfs"
+                   : type == kBtrfsMagic ? "btrfs" : absl::StrCat("fs 0x", absl::Hex(type));
+  if (want_tmpfs ? !tmpfs : !disk) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "environment: ", dir, " is on ", *fs_note, ", not ",
+        want_tmpfs ? "tmpfs (--tmpfs_dir)" : "a disk filesystem: ext4, xfs or btrfs (--file_dir)"));
+  }
+  std::string path = dir + "/pinring-forkcheck-XXXXXX";
+  const int fd = mkostemp(path.data(), O_CLOEXEC);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("environment: mkostemp in ", dir, ": ", std::strerror(errno)));
+  }
+  unlink(path.c_str());
+  region->file_fd = fd;
+  std::vector<std::uint8_t> old(len, kOld);
+  if (pwrite(fd, old.data(), len, 0) != static_cast<ssize_t>(len)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("environment: pwrite to ", dir, ": ", std::strerror(errno)));
+  }
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE, fd, 0);
+  if (p == MAP_FAILED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("environment: mmap of a file in ", dir, ": ", std::strerror(errno)));
+  }
+  region->mem.Adopt(p, len);
+  // Read every page, so the mapping holds the page cache pages before the registration.
+  volatile std::uint8_t sink = 0;
+  for (std::size_t off = 0; off < len; off += 4096) sink = sink + static_cast<std::uint8_t*>(p)[off];
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -177,7 +238,17 @@ CellResult RunCell(PinBackend& backend, Scenario s, ForkMode m, const KernelFact
                                                         : PageBacking::kSmall;
   auto region = std::make_unique<Region>();
   region->mode = m;
-  {
+  if (IsFileScenario(s)) {
+    std::string fs;
+    const std::string& dir = s == Scenario::kFileSharedTmpfs ? opts.tmpfs_dir : opts.file_dir;
+    if (absl::Status st = MapFile(dir, s == Scenario::kFileSharedTmpfs,
+                                  s != Scenario::kFilePrivatePwrite, len, region.get(), &fs);
+        !st.ok()) {
+      r.obs.skip_reason = std::string(st.message());
+      return finish();
+    }
+    absl::StrAppend(&r.detail, "file on ", fs, "; ");
+  } else {
     auto mem = MapForkModeMemory(len, m, backing, /*prefault=*/s != Scenario::kZeroPagePin);
     if (!mem.ok()) {
       if (s == Scenario::kHugetlb) {
@@ -192,7 +263,8 @@ CellResult RunCell(PinBackend& backend, Scenario s, ForkMode m, const KernelFact
     region->mem = *std::move(mem);
   }
   auto* p = static_cast<std::uint8_t*>(region->mem.data());
-  if (s != Scenario::kZeroPagePin) std::memset(p, kOld, len);
+  // (File scenarios hold kOld in the file already; a store would COW a MAP_PRIVATE page.)
+  if (s != Scenario::kZeroPagePin && !IsFileScenario(s)) std::memset(p, kOld, len);
   if (s == Scenario::kThp) {
     const std::size_t hb = HugeBytesIn(p, len);
     if (hb == 0) {
@@ -213,10 +285,23 @@ CellResult RunCell(PinBackend& backend, Scenario s, ForkMode m, const KernelFact
   region->safety = true;
   region->safety_addr = p;
   region->safety_len = len;
+  int child_signal = 0;
+  if (s == Scenario::kPinAfterSharedFork) {
+    // The pages are shared with a child (write-protected in both) until it exits; the pin comes
+    // after, on a page the parent maps read-only and does not yet own exclusively.
+    Child c;
+    if (!c.Start([] {}, false)) return (r.obs.skip_reason = "fork failed", finish());
+    child_signal = c.Finish();
+  }
+  if (s == Scenario::kProtReadPin && mprotect(p, len, PROT_READ) != 0) {
+    r.obs.skip_reason = absl::StrCat("mprotect(PROT_READ): ", std::strerror(errno));
+    return finish();
+  }
   {
     auto pin = backend.PinRange(p, len, m);
     if (!pin.ok()) {
       r.obs.pin_errno = backend.last_errno() != 0 ? backend.last_errno() : EIO;
+      r.obs.pin_refused = IsRefusalErrno(r.obs.pin_errno);
       absl::StrAppend(&r.detail, std::string(pin.status().message()));
       return finish();
     }
@@ -224,7 +309,6 @@ CellResult RunCell(PinBackend& backend, Scenario s, ForkMode m, const KernelFact
   }
 
   std::vector<std::uint8_t> expected(len, kNew);
-  int child_signal = 0;
   switch (s) {
     case Scenario::kZeroPagePin:
       std::memset(p, kNew, len);
@@ -248,6 +332,28 @@ CellResult RunCell(PinBackend& backend, Scenario s, ForkMode m, const KernelFact
       absl::StrAppend(&r.detail, "bytes expected/child/old ", r.obs.bytes_expected, "/",
                       r.obs.bytes_child, "/", r.obs.bytes_old);
       return finish();
+    }
+    case Scenario::kPinAfterSharedFork:
+      std::memset(p, kNew, len);  // the parent's write after the pin: COW must not move it
+      break;
+    case Scenario::kProtReadPin:
+      std::fill(expected.begin(), expected.end(), kOld);  // nobody can write now
+      break;
+    case Scenario::kFileSharedDisk:
+    case Scenario::kFileSharedTmpfs:
+      std::memset(p, kNew, len);  // through the shared mapping: the page cache page
+      break;
+    case Scenario::kFilePrivatePwrite: {
+      // The file changes under the private mapping; `expected` is the file's new data.
+      std::vector<std::uint8_t> now(len, kNew);
+      if (pwrite(region->file_fd, now.data(), len, 0) != static_cast<ssize_t>(len)) {
+        r.obs.skip_reason = absl::StrCat("environment: pwrite: ", std::strerror(errno));
+        return finish();
+      }
+      const bool cpu_sees_new = p[0] == kNew;
+      absl::StrAppend(&r.detail, "the mapping now reads ", cpu_sees_new ? "the new" : "the old",
+                      " file data; ");
+      break;
     }
     case Scenario::kParentWriteChildExited: {
       Child c;
@@ -427,12 +533,25 @@ CostSeries RunCosts(PinBackend& backend, const std::string& mode_name,
   CostSeries series;
   series.backend = backend.name();
   series.mode = mode_name;
-  const bool pinned = mode_name != "unpinned";
+  const bool floor = mode_name == "floor";  // nothing mapped or registered at all
+  const bool pinned = mode_name != "unpinned" && !floor;
+  if (pinned && !ParseForkMode(mode_name)) {
+    CostPoint bad;
+    bad.error = "unknown mode " + mode_name;
+    series.points.push_back(bad);
+    return series;
+  }
   const ForkMode mode = pinned ? *ParseForkMode(mode_name) : ForkMode::kKernel;
   for (std::size_t bytes : sizes) {
     CostPoint pt;
     pt.bytes = bytes;
     pt.vmas_before = CountMapsLines();
+    if (floor) {
+      pt.vmas_after = pt.vmas_before;
+      MeasureForks(reps, &pt);
+      series.points.push_back(pt);
+      continue;
+    }
     auto region = std::make_unique<Region>();
     region->mode = mode;
     auto mem = MapForkModeMemory(bytes, pinned ? mode : ForkMode::kKernel);
@@ -463,31 +582,36 @@ CostSeries RunCosts(PinBackend& backend, const std::string& mode_name,
     }
     pt.register_ms = NowMs() - t0;
     pt.vmas_after = CountMapsLines();
-    for (int i = 0; i < reps; ++i) {
-      Child c;
-      const double f0 = NowMs();
-      // The fork() call is what Child::Start times here: the child immediately blocks.
-      if (!c.Start([] {}, true)) {
-        pt.error = absl::StrCat("fork: ", std::strerror(errno));
-        break;
-      }
-      const double f1 = NowMs();
-      pt.fork_samples_us.push_back((f1 - f0) * 1000.0);
-      if (i == 0) {
-        c.WaitBody();
-        pt.child_rss_kib = ChildRssKib(c.pid());
-        pt.child_private_kib = ChildPrivateKib(c.pid());
-      }
-      c.Finish();
-    }
-    if (!pt.fork_samples_us.empty()) {
-      std::vector<double> v = pt.fork_samples_us;
-      std::sort(v.begin(), v.end());
-      pt.fork_median_us = v[v.size() / 2];
-    }
+    MeasureForks(reps, &pt);
     series.points.push_back(pt);
   }
   return series;
+}
+
+void MeasureForks(int reps, CostPoint* out) {
+  CostPoint& pt = *out;
+  for (int i = 0; i < reps; ++i) {
+    Child c;
+    const double f0 = NowMs();
+    // The fork() call is what Child::Start times here: the child immediately blocks.
+    if (!c.Start([] {}, true)) {
+      pt.error = absl::StrCat("fork: ", std::strerror(errno));
+      break;
+    }
+    const double f1 = NowMs();
+    pt.fork_samples_us.push_back((f1 - f0) * 1000.0);
+    if (i == 0) {
+      c.WaitBody();
+      pt.child_rss_kib = ChildRssKib(c.pid());
+      pt.child_private_kib = ChildPrivateKib(c.pid());
+    }
+    c.Finish();
+  }
+  if (!pt.fork_samples_us.empty()) {
+    std::vector<double> v = pt.fork_samples_us;
+    std::sort(v.begin(), v.end());
+    pt.fork_median_us = v[v.size() / 2];
+  }
 }
 
 }  // namespace pinring::forkcheck

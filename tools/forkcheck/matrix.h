@@ -15,6 +15,8 @@ namespace pinring::forkcheck {
 struct RunOptions {
   std::size_t buffer_bytes = 256 << 10;  // correctness scenarios (huge-page ones use 4 MiB)
   int concurrent_forks = 20;             // forks in the concurrent-writer scenario
+  std::string file_dir;                  // a directory on a disk filesystem (file-* scenarios)
+  std::string tmpfs_dir = "/dev/shm";    // a directory on tmpfs (file-shared-tmpfs)
 };
 
 struct CellResult {
@@ -46,13 +48,19 @@ struct CostPoint {
 };
 struct CostSeries {
   std::string backend;
-  std::string mode;  // a fork mode name, or "unpinned" (baseline: same memory, no pin)
+  std::string mode;  // a fork mode name, "unpinned" (same memory, no pin) or "floor" (nothing)
   std::vector<CostPoint> points;
 };
 
-// Measures fork() cost for `mode` at each size (`mode_name` "unpinned" = no registration).
+// Measures fork() cost for `mode` at each size (`mode_name` "unpinned" = the same touched
+// memory, no registration; "floor" = nothing mapped at all, sizes ignored). pinring-forkcheck
+// runs each point in a fresh helper process (--cost_point), so the fork() timed is that of a
+// process holding little more than the registration.
 CostSeries RunCosts(PinBackend& backend, const std::string& mode_name,
                     const std::vector<std::size_t>& sizes, int reps);
+// `reps` forks of the calling process: fork_samples_us, fork_median_us, and the first child's
+// RSS and copied pages, into *out (which keeps its other fields).
+void MeasureForks(int reps, CostPoint* out);
 
 int CountMapsLines();
 

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -20,6 +21,8 @@ std::string_view OutcomeName(Outcome o) {
       return "child-signal";
     case Outcome::kPinFailed:
       return "pin-failed";
+    case Outcome::kRefused:
+      return "refused";
     case Outcome::kDeviceFault:
       return "device-fault";
     case Outcome::kSkipped:
@@ -54,6 +57,16 @@ std::string_view ScenarioName(Scenario s) {
       return "hugetlb";
     case Scenario::kChildTouch:
       return "child-touch";
+    case Scenario::kPinAfterSharedFork:
+      return "pin-after-shared-fork";
+    case Scenario::kProtReadPin:
+      return "prot-read-pin";
+    case Scenario::kFileSharedDisk:
+      return "file-shared-disk";
+    case Scenario::kFileSharedTmpfs:
+      return "file-shared-tmpfs";
+    case Scenario::kFilePrivatePwrite:
+      return "file-private-pwrite";
   }
   return "?";
 }
@@ -83,6 +96,20 @@ std::string_view ScenarioDescription(Scenario s) {
       return "hugetlb-backed 4 MiB: fork(); child writes half 1, parent writes half 2";
     case Scenario::kChildTouch:
       return "fork(); the child only reads the range (dontfork: the signal is recorded)";
+    case Scenario::kPinAfterSharedFork:
+      return "fork(); the child exits; then register (the page was shared); parent writes; "
+             "device reads (cow.c: R/O pin on a previously-shared page)";
+    case Scenario::kProtReadPin:
+      return "register a PROT_READ private mapping the parent filled before mprotect; device "
+             "reads (sending from .rodata)";
+    case Scenario::kFileSharedDisk:
+      return "MAP_SHARED of a file on a disk filesystem (--file_dir, ext4 in the guests): "
+             "register, parent writes through the mapping, device reads";
+    case Scenario::kFileSharedTmpfs:
+      return "the same on tmpfs (--tmpfs_dir), where no writeback tracks dirty pages";
+    case Scenario::kFilePrivatePwrite:
+      return "MAP_PRIVATE of a file on --file_dir: register, pwrite() new data into the file, "
+             "device reads (does it see the file's change?)";
   }
   return "?";
 }
@@ -122,13 +149,18 @@ void CountBytes(const std::uint8_t* view, const std::uint8_t* expected, std::siz
 
 Outcome Classify(const Observation& obs) {
   if (!obs.skip_reason.empty()) return Outcome::kSkipped;
-  if (obs.pin_errno != 0) return Outcome::kPinFailed;
+  if (obs.pin_errno != 0) return obs.pin_refused ? Outcome::kRefused : Outcome::kPinFailed;
   if (obs.device_fault) return Outcome::kDeviceFault;
   if (obs.bytes_child > 0) return Outcome::kLeak;
   if (obs.bytes_old > 0) return Outcome::kStale;
   if (obs.child_signal != 0) return Outcome::kChildSignal;
   if (obs.bytes_expected > 0) return Outcome::kCoherent;
   return Outcome::kUnknown;  // nothing was read: a tool bug, never a result
+}
+
+bool IsRefusalErrno(int err) {
+  // forkcheck raises RLIMIT_MEMLOCK to infinity first, so EPERM is not the memlock limit here.
+  return err == EFAULT || err == EACCES || err == EPERM || err == EOPNOTSUPP;
 }
 
 std::string_view BlameName(Blame b) {
@@ -154,7 +186,9 @@ std::string_view BlameName(Blame b) {
 namespace {
 
 bool IsForkScenario(Scenario s) {
-  return s != Scenario::kZeroPagePin && s != Scenario::kDontneed && s != Scenario::kMunmapRemap;
+  return s != Scenario::kZeroPagePin && s != Scenario::kDontneed && s != Scenario::kMunmapRemap &&
+         s != Scenario::kProtReadPin && s != Scenario::kFileSharedDisk &&
+         s != Scenario::kFileSharedTmpfs && s != Scenario::kFilePrivatePwrite;
 }
 // Scenarios where the child writes into the range.
 bool ChildWrites(Scenario s) {
@@ -166,6 +200,45 @@ bool ChildWrites(Scenario s) {
 Expectation Expect(Scenario s, ForkMode m, const KernelFacts& /*k*/) {
   // The expectation is what the MODE promises, independent of the kernel: a kernel that cannot
   // keep the promise shows up as a mismatch blamed on the kernel.
+  const bool reads_only = m == ForkMode::kReadOnly || m == ForkMode::kOdp;
+  if (s == Scenario::kFileSharedDisk) {
+    if (reads_only) {
+      return {Outcome::kCoherent,
+              "a read-only registration of a shared file page dirties nothing: allowed, and the "
+              "device sees the parent's writes to the page cache page"};
+    }
+    return {Outcome::kRefused,
+            "a long-term write pin of a file page that writeback tracks (ext4) is what the 2020 "
+            "thread's set_page_dirty() trouble is about; kernels from 6.5 refuse it (EFAULT)"};
+  }
+  if (s == Scenario::kFileSharedTmpfs) {
+    return {Outcome::kCoherent,
+            "tmpfs pages need no writeback: the pin holds the page cache page the parent writes"};
+  }
+  if (s == Scenario::kFilePrivatePwrite) {
+    if (m == ForkMode::kOdp) {
+      return {Outcome::kCoherent,
+              "odp pins nothing: the device follows the mapping, which still maps the page cache "
+              "page the pwrite() changed"};
+    }
+    return {Outcome::kStale,
+            "a long-term pin of a MAP_PRIVATE file page, read-only or not, gives the process its "
+            "own copy at registration (6.1: FOLL_FORCE|FOLL_WRITE breaks COW; from 6.2 read-only "
+            "long-term pins unshare in COW mappings): the device and the mapping keep that copy, "
+            "neither sees the file's later pwrite(); map the file MAP_SHARED to follow it"};
+  }
+  if (s == Scenario::kProtReadPin) {
+    if (reads_only) {
+      return {Outcome::kCoherent,
+              m == ForkMode::kOdp
+                  ? "odp pins nothing: the device faults the read-only pages in for reading"
+                  : "a read-only registration needs no write access: the device reads the "
+                    "read-only pages"};
+    }
+    return {Outcome::kRefused,
+            "the mode registers for write (LOCAL_WRITE, or io_uring's FOLL_WRITE) and the mapping "
+            "is read-only: the kernel refuses the pin (EFAULT); use readonly for .rodata"};
+  }
   if (m == ForkMode::kOdp) {
     // Nothing is pinned: the device resolves the registered virtual addresses through the
     // process's page tables on every access (mmu notifiers invalidate, the next access faults).
@@ -202,6 +275,10 @@ Expectation Expect(Scenario s, ForkMode m, const KernelFacts& /*k*/) {
     return {Outcome::kChildSignal,
             "the child has no mapping of a dontfork range: touching it raises SIGSEGV; the device "
             "keeps the parent's data"};
+  }
+  if (s == Scenario::kPinAfterSharedFork) {
+    return {Outcome::kCoherent,
+            "the pin, taken after the child is gone, holds the page the parent keeps writing"};
   }
   if (!IsForkScenario(s)) {
     return {Outcome::kCoherent, "the pin follows the parent's later writes"};
@@ -244,8 +321,13 @@ Judgement Judge(Scenario s, ForkMode m, const KernelFacts& k, Outcome got, const
         break;
       case Outcome::kStale:
       case Outcome::kDeviceFault:
-        j.blame = Blame::kApplication;
+        j.blame = s == Scenario::kFilePrivatePwrite ? Blame::kByDesign : Blame::kApplication;
         j.explanation = j.expected.guarantee;
+        break;
+      case Outcome::kRefused:
+        j.blame = Blame::kByDesign;
+        j.explanation = absl::StrCat(j.expected.guarantee, " (", std::strerror(obs.pin_errno),
+                                     ", errno ", obs.pin_errno, ")");
         break;
       case Outcome::kLeak:
       case Outcome::kChildSignal:
@@ -268,6 +350,21 @@ Judgement Judge(Scenario s, ForkMode m, const KernelFacts& k, Outcome got, const
     j.blame = Blame::kBackend;
     j.explanation = "the registration held but the device's read failed (the cell's detail has the "
                     "work completion status)";
+    return j;
+  }
+  if (s == Scenario::kFileSharedDisk && j.expected.outcome == Outcome::kRefused &&
+      got == Outcome::kCoherent) {
+    j.blame = Blame::kKernel;
+    j.explanation = absl::StrCat(
+        "kernel ", k.release, " still grants long-term write pins of file pages that writeback "
+        "tracks (refused from 6.5): the device may write a page the filesystem believes clean, "
+        "the set_page_dirty() problem of the 2020 thread");
+    return j;
+  }
+  if (got == Outcome::kRefused) {
+    j.blame = Blame::kKernel;
+    j.explanation = absl::StrCat("kernel ", k.release, " refused the registration: ",
+                                 std::strerror(obs.pin_errno), " (errno ", obs.pin_errno, ")");
     return j;
   }
   if (got == Outcome::kPinFailed) {

@@ -19,7 +19,9 @@ enum class Outcome : std::uint8_t {
   kStale,        // the device saw old data (an earlier value, the zero page, garbage)
   kLeak,         // the device saw data the child wrote
   kChildSignal,  // the child died from a signal touching the range (device view was coherent)
-  kPinFailed,    // the registration itself failed (errno recorded)
+  kPinFailed,    // the registration failed for a reason of the environment (errno recorded)
+  kRefused,      // the kernel rejected the registration as such (EFAULT, EACCES, EPERM,
+                 // EOPNOTSUPP: e.g. a write pin of a read-only mapping); errno recorded
   kDeviceFault,  // the registration held, but the device's access failed: under odp, the
                  // registered addresses no longer map memory (remote access error)
   kSkipped,      // not run; reason recorded
@@ -39,6 +41,13 @@ enum class Scenario : std::uint8_t {
   kThp,                     // 8a: THP-backed region, child writes one half, parent the other
   kHugetlb,                 // 8b: hugetlb-backed, same
   kChildTouch,              // 9: the child reads the range (SIGSEGV under dontfork)
+  kPinAfterSharedFork,      // 10: cow.c's "R/O pin on a previously-shared page": fork, the
+                            //     child exits, then register, parent writes, device reads
+  kProtReadPin,             // 11: register a PROT_READ mapping (the .rodata case), device reads
+  kFileSharedDisk,          // 12: MAP_SHARED of a file on a disk filesystem (ext4): register,
+                            //     parent writes through the mapping, device reads
+  kFileSharedTmpfs,         // 13: the same on tmpfs, for comparison
+  kFilePrivatePwrite,       // 14: MAP_PRIVATE of a file: register, pwrite() the file, device reads
 };
 inline constexpr Scenario kAllScenarios[] = {Scenario::kZeroPagePin,
                                              Scenario::kParentWriteChildAlive,
@@ -50,7 +59,12 @@ inline constexpr Scenario kAllScenarios[] = {Scenario::kZeroPagePin,
                                              Scenario::kMremap,
                                              Scenario::kThp,
                                              Scenario::kHugetlb,
-                                             Scenario::kChildTouch};
+                                             Scenario::kChildTouch,
+                                             Scenario::kPinAfterSharedFork,
+                                             Scenario::kProtReadPin,
+                                             Scenario::kFileSharedDisk,
+                                             Scenario::kFileSharedTmpfs,
+                                             Scenario::kFilePrivatePwrite};
 std::string_view ScenarioName(Scenario s);
 std::string_view ScenarioDescription(Scenario s);
 std::optional<Scenario> ParseScenario(std::string_view name);
@@ -73,6 +87,7 @@ struct Observation {
   std::size_t bytes_old = 0;       // anything else (older value, zero page, garbage)
   int child_signal = 0;            // signal that killed the child, 0 if none
   int pin_errno = 0;               // != 0: registration failed
+  bool pin_refused = false;        // ... and the errno is the kernel's refusal (IsRefusalErrno)
   bool device_fault = false;       // the device read failed after the registration held
   std::string skip_reason;         // non-empty: not run
 };
@@ -81,7 +96,11 @@ struct Observation {
 void CountBytes(const std::uint8_t* view, const std::uint8_t* expected, std::size_t n,
                 std::uint8_t child_byte, Observation* obs);
 
-// Precedence: skipped, pin-failed, device-fault, leak, stale, child-signal, coherent.
+// True for the errnos with which the kernel refuses a registration as such (a write pin of a
+// read-only mapping, a long-term pin it does not allow) rather than for lack of a resource.
+bool IsRefusalErrno(int err);
+
+// Precedence: skipped, refused, pin-failed, device-fault, leak, stale, child-signal, coherent.
 Outcome Classify(const Observation& obs);
 
 // Who or what a non-coherent or unexpected result is due to.
