@@ -711,9 +711,12 @@ def render(res, docs):
             out.append(f"From `pinring-forkcheck --json` (one source of truth; {sec.get('source')}), "
                        f"kernel {sec.get('kernel')}, host, io_uring fixed buffers as the pinning "
                        "backend (the host has no RDMA device). Anchor (\"nothing registered\"): "
-                       "the evaluator's smallest `unpinned` point"
-                       + (f" ({fmt_bytes(first['anchor_bytes'])} touched, nothing pinned)"
-                          if first.get("anchor_bytes") else "") +
+                       + ("the fork() of the evaluator's helper process with nothing mapped (each "
+                          "point is measured in a helper of its own)"
+                          if first.get("anchor_bytes") == 0 else
+                          "the evaluator's smallest `unpinned` point"
+                          + (f" ({fmt_bytes(first['anchor_bytes'])} touched, nothing pinned)"
+                             if first.get("anchor_bytes") else "")) +
                        ", same run; the target is judged against it. The `unpinned` point of "
                        "the same size (same memory, not registered) is shown beside it.\n")
             out.append("| mode | backend | registered | fork() median | ratio to nothing registered "

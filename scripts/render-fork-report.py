@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Render docs/fork-behaviour.md from pinring-forkcheck JSON (host + soft-RoCE guest).
+"""Render docs/fork-behaviour.md from pinring-forkcheck JSON, one file per kernel.
 
-Usage: scripts/render-fork-report.py [--host docs/fork-data/host.json]
-                                     [--guest docs/fork-data/guest.json]
-                                     [--out docs/fork-behaviour.md] [--img docs/img]
+Usage: scripts/render-fork-report.py [--run LABEL=PATH ...] [--out docs/fork-behaviour.md]
+                                     [--img docs/img]
 
-Only the blocks between <!-- BEGIN GENERATED: name --> and <!-- END GENERATED: name --> are
-rewritten; the prose around them is kept as written. A missing file creates the skeleton.
-Plots (docs/img/fork-latency-<label>.png) are drawn with gnuplot when it is installed.
+The default runs are the host and the three soft-RoCE guest kernels, as scripts/fork-report.sh
+writes them: host=docs/fork-data/host.json, 6.1=docs/fork-data/guest-6.1.json,
+6.12=docs/fork-data/guest-6.12.json, 7=docs/fork-data/guest-7.json. Missing files are shown as
+"not run". Only the blocks between <!-- BEGIN GENERATED: name --> and <!-- END GENERATED: name -->
+are rewritten; the prose around them is kept as written. Plots
+(docs/img/fork-latency-<label>.png) are drawn with gnuplot when it is installed.
 Python 3 standard library only.
 """
 import argparse
@@ -19,7 +21,40 @@ import subprocess
 import sys
 import tempfile
 
-MODES = ["kernel", "dontfork", "readonly", "write-for-read", "shared"]
+MODES = ["kernel", "dontfork", "readonly", "write-for-read", "shared", "odp"]
+DEFAULT_RUNS = [("host", "docs/fork-data/host.json"), ("6.1", "docs/fork-data/guest-6.1.json"),
+                ("6.12", "docs/fork-data/guest-6.12.json"), ("7", "docs/fork-data/guest-7.json")]
+# One letter per outcome, so four kernels fit in a cell.
+CODE = {"coherent": "C", "stale": "S", "leak": "L", "child-signal": "X", "refused": "R",
+        "pin-failed": "P", "device-fault": "F", "skipped": "–", "unknown": "?"}
+
+# Kernel changes behind the cells that differ between kernels: (predicate on (backend, scenario,
+# mode), text). The release and commit subject come from the kernel's history; each is checked by
+# the cells themselves: a difference no entry explains is listed as unexplained.
+KERNEL_CHANGES = [
+    (lambda b, s, m: m == "odp",
+     "odp needs on-demand paging in the driver: rxe has none in 6.1 and 6.12 "
+     "(`ibv_query_device_ex` reports no ODP), and the rxe ODP support that came after 6.12 "
+     "fails pinring's data self-test on Debian's 7.2 and 7.3 kernels (the bytes of each access "
+     "land at the start of the page): pinring refuses odp there, so the cells are skipped with "
+     "that reason, never pinned instead"),
+    (lambda b, s, m: m == "readonly" and b == "verbs",
+     "6.2 made read-only long-term pins reliable in COW mappings (unsharing the page at pin "
+     "time, on top of 5.19's PageAnonExclusive) and dropped FOLL_FORCE from the RDMA core "
+     "(\"RDMA/umem: remove FOLL_FORCE usage\"): on 6.1 a read-only MR is still pinned "
+     "FOLL_FORCE|FOLL_WRITE, i.e. the kernel itself does write-for-read"),
+    (lambda b, s, m: b == "verbs" and s == "file-shared-disk" and m not in ("readonly", "odp"),
+     "6.5 refuses long-term write pins of file-backed shared mappings whose filesystem tracks "
+     "dirty pages (\"mm/gup: disallow FOLL_LONGTERM GUP-nonfast writing to file-backed "
+     "mappings\" and its GUP-fast twin): the set_page_dirty() problem of the 2020 thread, "
+     "answered by refusing the pin (EFAULT); tmpfs, which has no writeback, is still allowed"),
+    (lambda b, s, m: b == "iouring" and s.startswith("file-"),
+     "before 6.5 io_uring itself refused fixed buffers in any file-backed mapping but shmem and "
+     "hugetlbfs (EOPNOTSUPP), MAP_PRIVATE ones included; 6.5 left the decision to GUP (\"io_uring: "
+     "rsrc: delegate VMA file-backed check to GUP\"), which refuses only shared mappings that "
+     "need dirty tracking (EFAULT), so a MAP_PRIVATE file mapping now registers, on its private "
+     "copy"),
+]
 
 
 def load(path):
@@ -39,28 +74,25 @@ def cell_map(doc, backend):
     return out
 
 
-def mark(c):
+def code(c):
     if c is None:
-        return "–"
-    o = c["outcome"]
-    if c["mismatch"]:
-        return "**%s !**" % o
-    if o not in ("coherent", "skipped"):
-        return "%s \\*" % o
-    return o
+        return "·"
+    x = CODE.get(c["outcome"], "?")
+    return x + "!" if c["mismatch"] else x
 
 
-def scenarios(*docs):
-    for d in docs:
-        if d:
-            return [(s["name"], s["description"]) for s in d["scenarios"]]
-    return []
+def scenarios(runs):
+    best = []
+    for _, d in runs:
+        if d and len(d["scenarios"]) > len(best):
+            best = [(s["name"], s["description"]) for s in d["scenarios"]]
+    return best
 
 
 def kernel_row(doc):
     k = doc["kernel"]
     nl = k["netlink_copy_on_fork"]
-    nl = ("on" if nl else "off") if nl is not None else "unavailable (%s)" % k["netlink_note"]
+    nl = ("on" if nl else "off") if nl is not None else "unavailable"
     return [k["release"], nl, "yes" if k["ibv_fork_unneeded"] else "no",
             "yes" if k["version_has_copy_on_fork"] else "no",
             "yes" if k["version_has_reliable_readonly_pins"] else "no",
@@ -68,56 +100,89 @@ def kernel_row(doc):
                       for b, v in doc.get("backends", {}).items())]
 
 
-def gen_kernels(host, guest):
-    rows = ["| | host | soft-RoCE guest |", "|---|---|---|"]
+def gen_kernels(runs):
+    rows = ["| | " + " | ".join(l for l, _ in runs) + " |", "|---" * (len(runs) + 1) + "|"]
     names = ["kernel (uname -r)", "copy-on-fork (rdma netlink)", "IBV_FORK_UNNEEDED",
              "copy-on-fork of pinned pages by version (>= 5.9)",
              "reliable read-only long-term pins by version (>= 6.2)", "pin backends"]
-    h = kernel_row(host) if host else ["not run"] * len(names)
-    g = kernel_row(guest) if guest else ["not run"] * len(names)
-    for n, a, b in zip(names, h, g):
-        rows.append("| %s | %s | %s |" % (n, a, b))
+    cols = [kernel_row(d) if d else ["not run"] * len(names) for _, d in runs]
+    for i, n in enumerate(names):
+        rows.append("| %s | %s |" % (n, " | ".join(c[i] for c in cols)))
     return "\n".join(rows)
 
 
-def gen_matrix_pair(host, guest, backend):
-    hm, gm = cell_map(host, backend), cell_map(guest, backend)
-    rows = ["| scenario | " + " | ".join(MODES) + " |", "|---" * (len(MODES) + 1) + "|"]
-    for name, _ in scenarios(host, guest):
+def differs(runs, backend, scen, mode):
+    """The outcomes of one cell on the kernels that ran it, and whether they differ."""
+    seen = []
+    for label, d in runs:
+        c = cell_map(d, backend).get((scen, mode)) if d else None
+        if c is not None and c["outcome"] != "skipped":
+            seen.append(c["outcome"])
+    return len(set(seen)) > 1
+
+
+def gen_matrix(runs, backend):
+    if not any(d and any(c["backend"] == backend and c["outcome"] != "skipped" for c in d["cells"])
+               for _, d in runs):
+        return "_the %s backend ran on no kernel here_" % backend
+    legend = ("Each cell: %s, in that order. C coherent, S stale, L leak, X child-signal, "
+              "R refused, P pin-failed, F device-fault, – skipped, · not run; `!` marks a result "
+              "that differs from what the mode promises. **Bold**: the kernels disagree "
+              "(explained below)." % " / ".join(l for l, _ in runs))
+    maps = [cell_map(d, backend) for _, d in runs]
+    rows = [legend, "", "| scenario | " + " | ".join(MODES) + " |", "|---" * (len(MODES) + 1) + "|"]
+    for name, _ in scenarios(runs):
         cells = []
         for m in MODES:
-            cells.append("%s / %s" % (mark(hm.get((name, m))), mark(gm.get((name, m)))))
+            txt = " ".join(code(cm.get((name, m))) for cm in maps)
+            cells.append("**%s**" % txt if differs(runs, backend, name, m) else txt)
         rows.append("| %s | %s |" % (name, " | ".join(cells)))
     return "\n".join(rows)
 
 
-def gen_matrix_one(doc, backend):
-    cm = cell_map(doc, backend)
-    if not cm or all(c["outcome"] == "skipped" for c in cm.values()):
-        reason = next(iter(cm.values()))["explanation"] if cm else "not run"
-        return "_%s backend did not run: %s_" % (backend, reason)
-    rows = ["| scenario | " + " | ".join(MODES) + " |", "|---" * (len(MODES) + 1) + "|"]
-    for name, _ in scenarios(doc):
-        rows.append("| %s | %s |" % (name, " | ".join(mark(cm.get((name, m))) for m in MODES)))
-    return "\n".join(rows)
-
-
-def gen_scenarios(host, guest):
+def gen_scenarios(runs):
     rows = ["| scenario | what it does |", "|---|---|"]
-    for name, desc in scenarios(host, guest):
+    for name, desc in scenarios(runs):
         rows.append("| %s | %s |" % (name, desc))
     return "\n".join(rows)
 
 
-def gen_notes(host, guest):
+def gen_differences(runs):
     lines = []
-    for label, doc in (("host", host), ("guest", guest)):
+    for backend in ("iouring", "verbs"):
+        for name, _ in scenarios(runs):
+            for m in MODES:
+                per = []
+                for label, d in runs:
+                    c = cell_map(d, backend).get((name, m)) if d else None
+                    if c is not None:
+                        per.append((label, c))
+                ran = [(l, c) for l, c in per if c["outcome"] != "skipped"]
+                outcomes = {c["outcome"] for _, c in ran}  # a skip is no difference
+                if len(outcomes) < 2:
+                    continue
+                why = [t for pred, t in KERNEL_CHANGES if pred(backend, name, m)]
+                shown = ", ".join("%s %s" % (l, c["outcome"]) for l, c in ran)
+                lines.append("- **%s/%s/%s**: %s. %s" % (
+                    backend, name, m, shown,
+                    ("_Why_: " + " ".join(why)) if why else
+                    "_Unexplained by the list of kernel changes in scripts/render-fork-report.py_: "
+                    + "; ".join("%s: %s" % (l, c["explanation"] or c["outcome"]) for l, c in ran)))
+    return "\n".join(lines) if lines else "_No cell differs between the kernels that ran it._"
+
+
+def gen_notes(runs):
+    lines = []
+    for label, doc in runs:
         if not doc:
+            lines.append("- %s: not run." % label)
             continue
         seen = {}
         for c in doc["cells"]:
             if c["outcome"] == "coherent" and not c["mismatch"] and not c["explanation"]:
                 continue
+            if c["outcome"] == "skipped" and c["blame"] == "environment" and "unavailable" in c["explanation"]:
+                continue  # a whole backend absent: said once in the kernels table
             key = (c["outcome"], c["blame"], c["explanation"], c["mismatch"])
             seen.setdefault(key, []).append("%s/%s/%s" % (c["backend"], c["scenario"], c["mode"]))
         for (outcome, blame, expl, mism), where in sorted(seen.items(), key=lambda kv: (not kv[0][3], kv[0][1], kv[0][0])):
@@ -133,12 +198,20 @@ def gen_notes(host, guest):
 def cost_table(doc):
     if not doc or not doc["costs"]:
         return "_no cost data_"
-    sizes = sorted({p["bytes"] for cs in doc["costs"] for p in cs["points"]})
-    backend = doc["costs"][0]["backend"]
-    out = ["Backend %s; fork() median in ms (child copied MiB):" % backend, "",
+    floor = [cs for cs in doc["costs"] if cs["mode"] == "floor"]
+    series = [cs for cs in doc["costs"] if cs["mode"] != "floor"]
+    sizes = sorted({p["bytes"] for cs in series for p in cs["points"]})
+    backend = series[0]["backend"] if series else floor[0]["backend"]
+    head = "Backend %s; each point measured in a helper process of its own." % backend
+    if floor and floor[0]["points"] and not floor[0]["points"][0]["error"]:
+        head += (" Floor, the helper's fork() with nothing registered: %.3f ms."
+                 % (floor[0]["points"][0]["fork_median_us"] / 1000.0))
+    elif not floor:
+        head = "Backend %s; measured in the evaluator's own process (an older run)." % backend
+    out = [head, "", "fork() median in ms (child copied MiB):", "",
            "| mode | " + " | ".join("%d MiB" % (s >> 20) for s in sizes) + " |",
            "|---" * (len(sizes) + 1) + "|"]
-    for cs in doc["costs"]:
+    for cs in series:
         pts = {p["bytes"]: p for p in cs["points"]}
         cells = []
         for s in sizes:
@@ -152,7 +225,7 @@ def cost_table(doc):
     out += ["", "Registration time in ms / VMAs added (mapping + pin, incl. backend mappings):", "",
             "| mode | " + " | ".join("%d MiB" % (s >> 20) for s in sizes) + " |",
             "|---" * (len(sizes) + 1) + "|"]
-    for cs in doc["costs"]:
+    for cs in series:
         pts = {p["bytes"]: p for p in cs["points"]}
         cells = []
         for s in sizes:
@@ -163,14 +236,15 @@ def cost_table(doc):
     return "\n".join(out)
 
 
-def gen_costs(host, guest):
+def gen_costs(runs):
     parts = []
-    for label, doc, note in (("Host", host, ""),
-                             ("Soft-RoCE guest", guest,
-                              " (TCG emulation: sizes capped at 64 MiB; absolute times mean "
-                              "nothing, compare modes within the guest only)")):
-        parts.append("#### %s%s\n\n%s\n\n![fork latency %s](img/fork-latency-%s.png)" % (
-            label, note, cost_table(doc), label.lower(), "host" if label == "Host" else "guest"))
+    for label, doc in runs:
+        note = "" if label == "host" else (" (soft-RoCE guest under TCG emulation: sizes capped at "
+                                            "64 MiB; absolute times mean nothing, compare modes "
+                                            "within one kernel only)")
+        img = "\n\n![fork latency %s](img/fork-latency-%s.png)" % (label, label) if doc else ""
+        parts.append("#### %s%s\n\n%s%s" % ("Host" if label == "host" else "Linux " + label, note,
+                                              cost_table(doc), img))
     return "\n\n".join(parts)
 
 
@@ -185,7 +259,7 @@ def largest(doc, mode):
     return None
 
 
-def gen_recommend(host, guest):
+def gen_recommend(host):
     def cost(mode):
         p = largest(host, mode)
         if not p:
@@ -223,6 +297,8 @@ def plot(doc, label, imgdir):
     with tempfile.TemporaryDirectory() as td:
         plots = []
         for cs in doc["costs"]:
+            if cs["mode"] == "floor":
+                continue
             path = os.path.join(td, cs["mode"] + ".dat")
             with open(path, "w") as f:
                 for p in cs["points"]:
@@ -234,7 +310,7 @@ def plot(doc, label, imgdir):
             "set terminal png size 800,500",
             "set output '%s'" % out,
             "set title 'fork() latency vs registered size (%s, Linux %s, backend %s)'" % (
-                label, doc["kernel"]["release"], doc["costs"][0]["backend"]),
+                label, doc["kernel"]["release"], doc["costs"][-1]["backend"]),
             "set logscale xy", "set xlabel 'registered size (MiB)'",
             "set ylabel 'fork() median (ms)'", "set key left top", "set grid",
             "plot " + ", ".join(plots), ""])
@@ -244,9 +320,8 @@ def plot(doc, label, imgdir):
 
 SKELETON = """# Fork behaviour of pinned memory: measured
 
-Generated by `scripts/render-fork-report.py` from `docs/fork-data/host.json` and
-`docs/fork-data/guest.json` (written by `pinring-forkcheck --json=...`). Only the prose outside the
-GENERATED blocks is written by hand. The modes themselves are described in `docs/fork-modes.md`.
+Generated by `scripts/fork-report.sh` (forkcheck on the host and in three guest kernels, then
+`scripts/render-fork-report.py`). Only the prose outside the GENERATED blocks is written by hand.
 
 ## Kernels
 
@@ -258,15 +333,20 @@ GENERATED blocks is written by hand. The modes themselves are described in `docs
 <!-- BEGIN GENERATED: scenarios -->
 <!-- END GENERATED: scenarios -->
 
-## Matrix: io_uring fixed buffers, host / guest
+## Matrix: io_uring fixed buffers
 
 <!-- BEGIN GENERATED: matrix-iouring -->
 <!-- END GENERATED: matrix-iouring -->
 
-## Matrix: verbs (ibv_reg_mr, RDMA READ over loopback RC), guest
+## Matrix: verbs (ibv_reg_mr, RDMA READ over loopback RC)
 
 <!-- BEGIN GENERATED: matrix-verbs -->
 <!-- END GENERATED: matrix-verbs -->
+
+## What changes between kernels, and why
+
+<!-- BEGIN GENERATED: differences -->
+<!-- END GENERATED: differences -->
 
 ## Every non-coherent or unexpected result, explained
 
@@ -295,35 +375,41 @@ def replace_block(text, name, body):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--host", default="docs/fork-data/host.json")
-    ap.add_argument("--guest", default="docs/fork-data/guest.json")
+    ap.add_argument("--run", action="append", default=[], metavar="LABEL=PATH",
+                    help="a forkcheck JSON and its column label (repeat; default: host, 6.1, "
+                         "6.12, 7 under docs/fork-data/)")
     ap.add_argument("--out", default="docs/fork-behaviour.md")
     ap.add_argument("--img", default="docs/img")
     a = ap.parse_args()
-    host, guest = load(a.host), load(a.guest)
-    if not host and not guest:
-        sys.exit("render-fork-report: neither %s nor %s exists" % (a.host, a.guest))
+    specs = DEFAULT_RUNS
+    if a.run:
+        specs = []
+        for r in a.run:
+            if "=" not in r:
+                sys.exit("render-fork-report: --run wants LABEL=PATH, got %r" % r)
+            specs.append(tuple(r.split("=", 1)))
+    runs = [(label, load(path)) for label, path in specs]
+    if not any(d for _, d in runs):
+        sys.exit("render-fork-report: none of %s exists" % ", ".join(p for _, p in specs))
+    host = dict(runs).get("host")
     text = open(a.out).read() if os.path.exists(a.out) else SKELETON
+    if "BEGIN GENERATED: differences" not in text:
+        text = SKELETON
     blocks = {
-        "kernels": gen_kernels(host, guest),
-        "scenarios": gen_scenarios(host, guest),
-        "matrix-iouring": "Each cell: host / guest. `!` = differs from what the mode is expected "
-                          "to guarantee; `*` = expected non-coherent (by design or application "
-                          "error).\n\n" + gen_matrix_pair(host, guest, "iouring"),
-        "matrix-verbs": gen_matrix_one(guest, "verbs") + "\n\nOn the host: " +
-                        ((gen_matrix_one(host, "verbs") if host else "not run")
-                         if host and not all(c["outcome"] == "skipped" for c in host["cells"]
-                                             if c["backend"] == "verbs")
-                         else "_no RDMA device (CONFIG_INFINIBAND off): every verbs cell skipped._"),
-        "notes": gen_notes(host, guest),
-        "costs": gen_costs(host, guest),
-        "recommend": gen_recommend(host, guest),
+        "kernels": gen_kernels(runs),
+        "scenarios": gen_scenarios(runs),
+        "matrix-iouring": gen_matrix(runs, "iouring"),
+        "matrix-verbs": gen_matrix(runs, "verbs"),
+        "differences": gen_differences(runs),
+        "notes": gen_notes(runs),
+        "costs": gen_costs(runs),
+        "recommend": gen_recommend(host),
     }
     for name, body in blocks.items():
         text = replace_block(text, name, body)
     with open(a.out, "w") as f:
         f.write(text)
-    for label, doc in (("host", host), ("guest", guest)):
+    for label, doc in runs:
         if plot(doc, label, a.img):
             print("wrote %s/fork-latency-%s.png" % (a.img, label))
     print("wrote %s" % a.out)
