@@ -169,14 +169,24 @@ absl::StatusOr<int> RdmaChannel::WaitEvent(int expected, absl::Duration timeout,
   }
 }
 
-absl::Status RdmaChannel::StartConnect(absl::Span<const std::byte> private_data) {
+namespace {
+// The connection parameters both sides send: 4 outstanding RDMA READs each way, 7 transport
+// retries. Only the RNR retry count differs (see the callers).
+rdma_conn_param ConnParam(absl::Span<const std::byte> private_data, std::uint8_t rnr_retry) {
   rdma_conn_param p{};
   p.private_data = private_data.data();
   p.private_data_len = static_cast<std::uint8_t>(private_data.size());
   p.responder_resources = 4;
   p.initiator_depth = 4;
   p.retry_count = 7;
-  p.rnr_retry_count = 7;  // infinite: a flooding client waits for ringd's receives, not ringd
+  p.rnr_retry_count = rnr_retry;
+  return p;
+}
+}  // namespace
+
+absl::Status RdmaChannel::StartConnect(absl::Span<const std::byte> private_data) {
+  // RNR retry 7 = infinite: a flooding client waits for ringd's receives, not ringd.
+  rdma_conn_param p = ConnParam(private_data, 7);
   if (rdma_connect(id_, &p) != 0) return pinring::LastErrnoStatus("rdma_connect");
   return absl::OkStatus();
 }
@@ -191,15 +201,9 @@ absl::Status RdmaChannel::Connect(absl::Span<const std::byte> private_data,
 }
 
 absl::Status RdmaChannel::Accept(absl::Span<const std::byte> private_data) {
-  rdma_conn_param p{};
-  p.private_data = private_data.data();
-  p.private_data_len = static_cast<std::uint8_t>(private_data.size());
-  p.responder_resources = 4;
-  p.initiator_depth = 4;
-  p.retry_count = 7;
   // ringd's own sends (notifications) wait at most a bounded time for a client that stopped
   // reposting receives: 6 RNR retries, then the connection fails instead of stalling.
-  p.rnr_retry_count = 6;
+  rdma_conn_param p = ConnParam(private_data, 6);
   if (rdma_accept(id_, &p) != 0) return pinring::LastErrnoStatus("rdma_accept");
   return absl::OkStatus();
 }
