@@ -111,14 +111,19 @@ def gen_kernels(runs):
     return "\n".join(rows)
 
 
-def differs(runs, backend, scen, mode):
-    """The outcomes of one cell on the kernels that ran it, and whether they differ."""
-    seen = []
-    for label, d in runs:
-        c = cell_map(d, backend).get((scen, mode)) if d else None
+def ran_cells(runs, maps, scen, mode):
+    """(label, cell) for each kernel that ran this cell (a skip is no result); maps[i] is
+    cell_map(runs[i], backend)."""
+    out = []
+    for (label, _), cm in zip(runs, maps):
+        c = cm.get((scen, mode))
         if c is not None and c["outcome"] != "skipped":
-            seen.append(c["outcome"])
-    return len(set(seen)) > 1
+            out.append((label, c))
+    return out
+
+
+def differs(ran):
+    return len({c["outcome"] for _, c in ran}) > 1
 
 
 def gen_matrix(runs, backend):
@@ -135,7 +140,7 @@ def gen_matrix(runs, backend):
         cells = []
         for m in MODES:
             txt = " ".join(code(cm.get((name, m))) for cm in maps)
-            cells.append("**%s**" % txt if differs(runs, backend, name, m) else txt)
+            cells.append("**%s**" % txt if differs(ran_cells(runs, maps, name, m)) else txt)
         rows.append("| %s | %s |" % (name, " | ".join(cells)))
     return "\n".join(rows)
 
@@ -150,16 +155,11 @@ def gen_scenarios(runs):
 def gen_differences(runs):
     lines = []
     for backend in ("iouring", "verbs"):
+        maps = [cell_map(d, backend) for _, d in runs]
         for name, _ in scenarios(runs):
             for m in MODES:
-                per = []
-                for label, d in runs:
-                    c = cell_map(d, backend).get((name, m)) if d else None
-                    if c is not None:
-                        per.append((label, c))
-                ran = [(l, c) for l, c in per if c["outcome"] != "skipped"]
-                outcomes = {c["outcome"] for _, c in ran}  # a skip is no difference
-                if len(outcomes) < 2:
+                ran = ran_cells(runs, maps, name, m)
+                if not differs(ran):
                     continue
                 why = [t for pred, t in KERNEL_CHANGES if pred(backend, name, m)]
                 shown = ", ".join("%s %s" % (l, c["outcome"]) for l, c in ran)
