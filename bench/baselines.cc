@@ -6,6 +6,10 @@
 //   BM_EventfdPingPong          two processes waking each other through two eventfds
 //   BM_IoUringNop/batch:B       io_uring NOPs, B per io_uring_submit_and_wait (B=1 is the round
 //   trip)
+//   BM_SpscStream/batch:B       the floor of pinring's streamed row (BM_ShmNopStream): the same
+//                               bytes move between two processes (a 64-byte descriptor out, a
+//                               32-byte completion back, B per commit, up to kStreamDepth in
+//                               flight) with no validation and no execution at all
 //
 // Ping-pong peers run on kCpuA (measuring side) and kCpuB (echoing side).
 #include <liburing.h>
@@ -23,6 +27,7 @@
 #include <thread>
 
 #include "bench_util.h"
+#include "pinring/descriptors.h"
 #include "pinring/ring_format.h"
 #include "pinring/spsc_ring.h"
 
@@ -145,6 +150,62 @@ void BM_SpscPingPongProcesses(benchmark::State& state) {
   state.SetLabel(pinned ? "cpus 0,1" : "unpinned");
 }
 
+constexpr std::uint32_t kStreamDepth = 256;  // = BM_ShmNopStream's, = kRingEntries
+
+// The streaming client of BM_SpscStream: commit `batch` NOPs whenever that many slots are free
+// (and fewer than kStreamDepth are in flight), reap whatever has completed, check every
+// user_data, exactly as BM_ShmNopStream does against ringd. One iteration = one batch.
+void StreamLoop(benchmark::State& state, PingPongRings* r, std::uint32_t batch) {
+  SubmissionProducer sq(r->sq, kRingEntries, &r->header.sq_tail.value, &r->header.sq_head.value);
+  CompletionConsumer cq(r->cq, kRingEntries, &r->header.cq_head.value, &r->header.cq_tail.value);
+  std::uint64_t submitted = 0, reaped = 0;
+  bool ok = true;
+  auto reap = [&] {
+    const std::uint32_t n = cq.Peek(kStreamDepth);
+    for (std::uint32_t i = 0; i < n; ++i) ok &= cq.Slot(i).user_data == reaped + i + 1;
+    cq.Release(n);
+    reaped += n;
+  };
+  for (auto _ : state) {
+    while (submitted - reaped + batch > kStreamDepth || sq.Reserve(batch) < batch) reap();
+    for (std::uint32_t i = 0; i < batch; ++i) sq.Slot(i) = MakeNop(++submitted);
+    sq.Commit(batch);
+    reap();
+  }
+  while (reaped < submitted) reap();
+  // Stop the echo side, as PingLoop does.
+  while (sq.Reserve(1) == 0) {
+  }
+  sq.Slot(0) = Descriptor{};
+  sq.Slot(0).opcode = kStopOpcode;
+  sq.Commit(1);
+  while (cq.Peek(1) == 0) {
+  }
+  cq.Release(1);
+  if (!ok) return state.SkipWithError("lost or out-of-order completions");
+  state.SetItemsProcessed(state.iterations() * batch);
+  state.SetBytesProcessed(state.iterations() * batch * (sizeof(Descriptor) + sizeof(Completion)));
+}
+
+void BM_SpscStream(benchmark::State& state) {
+  ScopedAffinity restore;
+  PingPongRings* r = MapRings();
+  if (r == nullptr) return state.SkipWithError("mmap failed");
+  const bool pinned = PinToCpu(kCpuA);
+  const pid_t child = fork();
+  if (child < 0) return state.SkipWithError("fork failed");
+  if (child == 0) {
+    PinToCpu(kCpuB);
+    EchoLoop(r);
+    _exit(0);
+  }
+  StreamLoop(state, r, static_cast<std::uint32_t>(state.range(0)));
+  int st = 0;
+  waitpid(child, &st, 0);
+  UnmapRings(r);
+  state.SetLabel(pinned ? "cpus 0,1" : "unpinned");
+}
+
 // eventfd values: 1 = ping/pong, kEventfdStop = the echo side quits.
 constexpr std::uint64_t kEventfdStop = 1u << 20;
 
@@ -233,6 +294,10 @@ int main(int argc, char** argv) {
   return RunMain(argc, argv, [](const Options&) {
     benchmark::RegisterBenchmark("BM_SpscPingPong/threads", BM_SpscPingPongThreads)->UseRealTime();
     benchmark::RegisterBenchmark("BM_SpscPingPong/processes", BM_SpscPingPongProcesses)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark("BM_SpscStream", BM_SpscStream)
+        ->ArgName("batch")
+        ->Arg(32)
         ->UseRealTime();
     benchmark::RegisterBenchmark("BM_EventfdPingPong", BM_EventfdPingPong)->UseRealTime();
     benchmark::RegisterBenchmark("BM_IoUringNop", BM_IoUringNop)
