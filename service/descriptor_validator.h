@@ -52,6 +52,17 @@ CompletionStatus ValidateDescriptor(const Descriptor& d, Transport t, RegionView
 ValidatedOp ValidateShmDescriptor(const Descriptor& d,
                                   absl::FunctionRef<const Region*(std::uint32_t handle)> lookup);
 
+// The validation fast path: true when `d` is a NOP that ValidateDescriptor accepts for either
+// transport (no reserved field set, no flag but kDescFlagFence), decided from the descriptor
+// alone with no lookup and no call. A false answer means nothing: run the full validator.
+// (The descriptor fuzzer checks that the two always agree.)
+inline bool IsValidNop(const Descriptor& d) {
+  // Untrusted fields, from ringd's private copy: every one that ValidateDescriptor checks for a
+  // NOP is checked here too, in one branch.
+  return d.opcode == static_cast<std::uint8_t>(Opcode::kNop) &&
+         (d.flags & ~kDescFlagFence) == 0 && (d.reserved0 | d.reserved1 | d.reserved2) == 0;
+}
+
 // True when [off, off+len) lies inside a region of `size` bytes, without overflow.
 constexpr bool RangeInside(std::uint64_t off, std::uint64_t len, std::uint64_t size) {
   return off <= size && len <= size - off;

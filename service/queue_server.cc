@@ -81,6 +81,13 @@ void QueueServer::RunBatch(ValidatedOp* ops, OpResult* results, std::uint32_t n)
   backend_->ExecuteBatch(absl::MakeConstSpan(ops, n), absl::MakeSpan(results, n));
 }
 
+void QueueServer::RunBatch(ValidatedOp* ops, OpResult* results, std::uint32_t n,
+                           std::uint32_t* to_execute) {
+  // A run of fast-path NOPs only has nothing for the backend: their results ({kOk, 0}) are set.
+  if (*to_execute != 0) RunBatch(ops, results, n);
+  *to_execute = 0;
+}
+
 bool QueueServer::AdvanceSlice(std::uint64_t budget, OpResult* out) {
   // The regions may have been deregistered between two slices: validate ringd's copy again
   // (handles are never reused, so a hit is the same region).
@@ -142,6 +149,10 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
     OpResult* const results = batch_results_.get();
     std::uint64_t budget = params_.budget_bytes;
     std::uint32_t first = 0;  // descriptors [first, i) form the backend batch being built
+    std::uint32_t to_execute = 0;  // of those, how many are not NOPs of the fast path
+    // Bit k: descriptor k took the NOP fast path; its completion is already written.
+    static_assert(kMaxBatch <= 64, "fast_nops has one bit per descriptor of a batch");
+    std::uint64_t fast_nops = 0;
     std::uint32_t i = 0;
     if (slice_.active) {
       // Descriptor 0 is the large one begun in an earlier pass: ringd's copy, not the slot.
@@ -164,25 +175,42 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
     while (budget != 0 && i < n) {
       // A private copy first: the client may rewrite the slot while we look at it. Everything
       // after this works on the copy only.
-      ops[i] = ValidateShmDescriptor(sq_.CopyOut(i), [this](std::uint32_t handle) {
+      ValidatedOp& op = ops[i];
+      sq_.CopyOutTo(i, &op.desc);
+      if (IsValidNop(op.desc) && (op.desc.flags & kDescFlagFence) == 0) {
+        // The fast path: an unfenced NOP needs no lookup, no backend and no further check. Its
+        // completion is written now, while the line is being fetched anyway; the client sees
+        // it only with the others, at cq_.Commit below. ops[i] stays a valid NOP in case a
+        // backend batch around it runs.
+        op.status = CompletionStatus::kOk;
+        op.opcode = Opcode::kNop;
+        op.src = op.dst = nullptr;
+        results[i] = {CompletionStatus::kOk, 0};
+        cq_.Slot(i) = Completion{op.desc.user_data, 0,
+                                 static_cast<std::int32_t>(CompletionStatus::kOk), 0, 0};
+        fast_nops |= std::uint64_t{1} << i;
+        done = ++i;
+        continue;
+      }
+      op = ValidateShmDescriptor(op.desc, [this](std::uint32_t handle) {
         regions_->mu().AssertReaderHeld();
         return regions_->FindLocked(handle);
       });
-      results[i] = {ops[i].status, 0};
-      const ValidatedOp& op = ops[i];
+      results[i] = {op.status, 0};
       if ((op.desc.flags & kDescFlagFence) != 0 && i > first) {
         // Fence: what came before runs (and finishes) as a batch of its own first.
-        RunBatch(ops + first, results + first, i - first);
+        RunBatch(ops + first, results + first, i - first, &to_execute);
         first = i;
         Counters::Add(counters_->fences);
       }
+      ++to_execute;  // counted in the batch it belongs to: after the fence's flush
       std::uint64_t cost = 0;
       if (op.status == CompletionStatus::kOk && op.opcode != Opcode::kNop) {
         cost = op.opcode == Opcode::kChecksum ? op.desc.length * kChecksumCost : op.desc.length;
         if (op.desc.length > kMinSlice && cost > budget) {
           // Too large for what is left of this pass: finish the batch so far, then begin this
           // one in slices. It stays unconsumed in the ring until its last slice.
-          RunBatch(ops + first, results + first, i - first);
+          RunBatch(ops + first, results + first, i - first, &to_execute);
           slice_ = Slice{true, op.desc, 0, kFnv1a64Seed};
           done = i;
           if (AdvanceSlice(budget, &results[i])) {
@@ -198,7 +226,7 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
       // Never less than one descriptor per pass, even if it alone spends the budget.
       done = ++i;
     }
-    RunBatch(ops + first, results + first, i - first);
+    RunBatch(ops + first, results + first, i - first, &to_execute);
     // A SIGBUS ringd absorbed in the queue memory (FaultGuard): the rings now are anonymous
     // memory, not the client's. Stop; nothing more is read from or written to them.
     if (mapping_.faulted()) {
@@ -211,7 +239,11 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
     std::uint32_t by_op[kOpcodeCount] = {};
     std::uint32_t by_status[kCompletionStatusCount] = {};
     std::uint64_t bytes = 0;
+    const auto n_fast = static_cast<std::uint32_t>(__builtin_popcountll(fast_nops));
+    by_op[static_cast<int>(Opcode::kNop)] = n_fast;
+    by_status[static_cast<int>(CompletionStatus::kOk)] = n_fast;
     for (std::uint32_t k = 0; k < done; ++k) {
+      if ((fast_nops >> k) & 1) continue;  // completed in the loop above
       const Descriptor& d = ops[k].desc;
       const OpResult& r = results[k];
       if (ops[k].status == CompletionStatus::kOk) {
@@ -221,12 +253,8 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
         }
       }
       ++by_status[static_cast<int>(r.status)];
-      Completion& c = cq_.Slot(k);
-      c.user_data = d.user_data;
-      c.result = r.result;
-      c.status = static_cast<std::int32_t>(r.status);
-      c.reserved0 = 0;
-      c.reserved1 = 0;
+      // One whole-struct store (two 16-byte stores) into the client's line, not five.
+      cq_.Slot(k) = Completion{d.user_data, r.result, static_cast<std::int32_t>(r.status), 0, 0};
     }
     for (int k = 0; k < kOpcodeCount; ++k) {
       if (by_op[k] != 0) Counters::Add(counters_->ops[k], by_op[k]);

@@ -99,6 +99,9 @@ class QueueServer {
   void SignalCompletion(bool always);
   // Runs ops[0, n) as one backend batch, then checks the queue memory for a fault.
   void RunBatch(ValidatedOp* ops, OpResult* results, std::uint32_t n);
+  // The same, skipped when *to_execute (ops of the batch that are not fast-path NOPs) is 0;
+  // resets it for the next batch.
+  void RunBatch(ValidatedOp* ops, OpResult* results, std::uint32_t n, std::uint32_t* to_execute);
   // Advances the large descriptor in slice_ by up to `budget` bytes of work. True when it
   // finished (its result is in *out).
   bool AdvanceSlice(std::uint64_t budget, OpResult* out);

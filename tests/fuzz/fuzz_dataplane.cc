@@ -35,6 +35,7 @@
 #include "pinring/spsc_ring.h"
 #include "service/backend.h"
 #include "service/counters.h"
+#include "service/descriptor_validator.h"
 #include "service/queue_server.h"
 #include "service/region_table.h"
 #include "service/untrusted_memfd.h"
@@ -276,6 +277,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                      static_cast<unsigned long long>(d.user_data));
           const auto st = static_cast<CompletionStatus>(c.status);
           FUZZ_CHECK(LegalStatus(d, st), "status %d illegal for opcode %u", c.status, d.opcode);
+          // The validator's verdict is the status whenever it rejects (the NOP fast path in
+          // ServeOnce must never accept what the full validator refuses), and a NOP it accepts
+          // completes ok with result 0.
+          CompletionStatus verdict;
+          {
+            absl::ReaderMutexLock l(&w.regions.mu());
+            verdict = ValidateShmDescriptor(d, [&](std::uint32_t h) {
+                        w.regions.mu().AssertReaderHeld();
+                        return w.regions.FindLocked(h);
+                      }).status;
+          }
+          FUZZ_CHECK(verdict == CompletionStatus::kOk || st == verdict,
+                     "status %d, the validator says %d", c.status, static_cast<int>(verdict));
+          FUZZ_CHECK(!IsValidNop(d) || verdict == CompletionStatus::kOk,
+                     "fast-path NOP the validator rejects (%d)", static_cast<int>(verdict));
+          if (verdict == CompletionStatus::kOk && d.opcode == 0) {
+            FUZZ_CHECK(st == CompletionStatus::kOk && c.result == 0,
+                       "NOP completed %d result %llu", c.status,
+                       static_cast<unsigned long long>(c.result));
+          }
           if (st == CompletionStatus::kOk && d.opcode == static_cast<std::uint8_t>(Opcode::kChecksum) &&
               d.src_region >= 1 && d.src_region <= 3) {
             // The regions are only changed by ringd's own ops; recompute the checksum only when

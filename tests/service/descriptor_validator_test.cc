@@ -168,5 +168,31 @@ TEST_F(ValidatorTest, NopIgnoresRegionFields) {
   EXPECT_EQ(V(d).status, CompletionStatus::kOk);
 }
 
+// The NOP fast path (IsValidNop, taken by QueueServer before the full validator) must accept
+// exactly the NOPs the validator accepts: every field and flag bit set alone, on a NOP.
+TEST_F(ValidatorTest, NopFastPathAgreesWithTheValidator) {
+  int accepted = 0, rejected = 0;
+  for (int byte = 0; byte < 64; ++byte) {
+    for (int bit = 0; bit < 8; ++bit) {
+      Descriptor d{};
+      reinterpret_cast<unsigned char*>(&d)[byte] = static_cast<unsigned char>(1u << bit);
+      const bool full = V(d).status == CompletionStatus::kOk && d.opcode == 0;
+      EXPECT_EQ(IsValidNop(d), full) << "byte " << byte << " bit " << bit;
+      (full ? accepted : rejected)++;
+    }
+  }
+  // user_data, the region and range fields, value, and the fence flag leave a NOP valid; the
+  // opcode, other flags and the reserved fields do not.
+  EXPECT_GT(accepted, 0);
+  EXPECT_GT(rejected, 0);
+  Descriptor fenced = MakeNop(1);
+  fenced.flags = kDescFlagFence;
+  EXPECT_TRUE(IsValidNop(fenced));
+  Descriptor pattern = MakeNop(1);
+  pattern.flags = kDescFlagFillPattern64;
+  EXPECT_FALSE(IsValidNop(pattern));
+  EXPECT_EQ(V(pattern).status, CompletionStatus::kBadFlags);
+}
+
 }  // namespace
 }  // namespace pinring::ringd

@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "pinring/descriptors.h"
 #include "service/backend.h"
 #include "service/config.h"
 #include "service/counters.h"
@@ -269,10 +270,16 @@ TEST(QueueServerTest, FenceEndsTheBackendBatch) {
   RegionTable regions(4);
   Counters counters;
   InProcessQueue q(&backend, &regions, &counters);
+  // CHECKSUMs reach the backend (fast-path NOPs would not).
+  alignas(64) static std::byte bytes[64] = {};
+  auto r = std::make_unique<Region>();
+  r->size = 64;
+  r->base = bytes;
+  auto h = regions.Insert(std::move(r));
+  ASSERT_TRUE(h.ok());
   ASSERT_EQ(q.sq.Reserve(4), 4u);
   for (std::uint32_t i = 0; i < 4; ++i) {
-    Descriptor d{};
-    d.user_data = i + 1;
+    Descriptor d = MakeChecksum(*h, 0, 64, i + 1);
     if (i == 2) d.flags = kDescFlagFence;
     q.sq.Slot(i) = d;
   }
@@ -282,6 +289,53 @@ TEST(QueueServerTest, FenceEndsTheBackendBatch) {
   EXPECT_EQ(backend.batches[0], (std::vector<std::uint64_t>{1, 2}));
   EXPECT_EQ(backend.batches[1], (std::vector<std::uint64_t>{3, 4}));
   EXPECT_EQ(counters.Snapshot().fences, 1u);
+}
+
+// The NOP fast path: a batch of valid NOPs never reaches the backend and completes ok, in order,
+// counted as NOPs; a NOP among other ops rides in their batch; a NOP with a reserved field set
+// is refused exactly as the full validator refuses it.
+TEST(QueueServerTest, NopFastPathSkipsTheBackendButNotTheChecks) {
+  RecordingBackend backend;
+  RegionTable regions(4);
+  Counters counters;
+  InProcessQueue q(&backend, &regions, &counters);
+  ASSERT_EQ(q.sq.Reserve(3), 3u);
+  for (std::uint32_t i = 0; i < 3; ++i) q.sq.Slot(i) = MakeNop(i + 1);
+  q.sq.Commit(3);
+  EXPECT_EQ(q.server->ServeOnce(), 3u);
+  EXPECT_TRUE(backend.batches.empty());
+  ASSERT_EQ(q.cq.Peek(3), 3u);
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(q.cq.Slot(i).user_data, i + 1);
+    EXPECT_EQ(q.cq.Slot(i).status, static_cast<int>(CompletionStatus::kOk));
+    EXPECT_EQ(q.cq.Slot(i).result, 0u);
+  }
+  q.cq.Release(3);
+  EXPECT_EQ(counters.Snapshot().ops[static_cast<int>(Opcode::kNop)], 3u);
+  EXPECT_EQ(counters.Snapshot().completions[static_cast<int>(CompletionStatus::kOk)], 3u);
+
+  alignas(64) static std::byte bytes[64] = {};
+  auto r = std::make_unique<Region>();
+  r->size = 64;
+  r->base = bytes;
+  auto h = regions.Insert(std::move(r));
+  ASSERT_TRUE(h.ok());
+  Descriptor bad = MakeNop(13);
+  bad.reserved2 = 1;
+  ASSERT_EQ(q.sq.Reserve(4), 4u);
+  q.sq.Slot(0) = MakeNop(10);
+  q.sq.Slot(1) = MakeChecksum(*h, 0, 64, 11);
+  q.sq.Slot(2) = MakeNop(12);
+  q.sq.Slot(3) = bad;
+  q.sq.Commit(4);
+  EXPECT_EQ(q.server->ServeOnce(), 4u);
+  ASSERT_EQ(backend.batches.size(), 1u);
+  EXPECT_EQ(backend.batches[0], (std::vector<std::uint64_t>{10, 11, 12, 13}));
+  ASSERT_EQ(q.cq.Peek(4), 4u);
+  EXPECT_EQ(q.cq.Slot(0).status, static_cast<int>(CompletionStatus::kOk));
+  EXPECT_EQ(q.cq.Slot(2).status, static_cast<int>(CompletionStatus::kOk));
+  EXPECT_EQ(q.cq.Slot(3).user_data, 13u);
+  EXPECT_EQ(q.cq.Slot(3).status, static_cast<int>(CompletionStatus::kBadReserved));
 }
 
 // A descriptor larger than the pass budget advances one slice per ServeOnce and completes with

@@ -219,6 +219,13 @@ class UntrustedRingConsumer : public internal::ConsumerBase<Entry> {
 
   // A private copy of the i-th unread entry. REQUIRES: i < the last Peek() result.
   Entry CopyOut(std::uint32_t i) const {
+    Entry e;
+    CopyOutTo(i, &e);
+    return e;
+  }
+
+  // The same copy, written straight into *out (ringd's batch array: no temporary in between).
+  void CopyOutTo(std::uint32_t i, Entry* out) const {
     std::uint64_t words[sizeof(Entry) / 8];
     const auto* src = reinterpret_cast<const std::uint64_t*>(this->slot(i));
     for (std::size_t k = 0; k < sizeof(Entry) / 8; ++k) {
@@ -226,9 +233,7 @@ class UntrustedRingConsumer : public internal::ConsumerBase<Entry> {
       // of the tail in Peek already ordered the client's stores before it.
       words[k] = __atomic_load_n(&src[k], __ATOMIC_RELAXED);
     }
-    Entry e;
-    std::memcpy(&e, words, sizeof(Entry));
-    return e;
+    std::memcpy(out, words, sizeof(Entry));
   }
 };
 
