@@ -203,7 +203,6 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
         first = i;
         Counters::Add(counters_->fences);
       }
-      ++to_execute;  // counted in the batch it belongs to: after the fence's flush
       std::uint64_t cost = 0;
       if (op.status == CompletionStatus::kOk && op.opcode != Opcode::kNop) {
         cost = op.opcode == Opcode::kChecksum ? op.desc.length * kChecksumCost : op.desc.length;
@@ -222,6 +221,7 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
           break;
         }
       }
+      ++to_execute;  // in the batch it belongs to: after the fence's and the slice's flushes
       budget = cost >= budget ? 0 : budget - cost;
       // Never less than one descriptor per pass, even if it alone spends the budget.
       done = ++i;
@@ -248,7 +248,9 @@ std::uint32_t QueueServer::ServeOnce(std::uint32_t max) {
       const OpResult& r = results[k];
       if (ops[k].status == CompletionStatus::kOk) {
         ++by_op[static_cast<int>(ops[k].opcode)];  // validated: a known opcode
-        if (r.status == CompletionStatus::kOk && ops[k].opcode != Opcode::kChecksum) {
+        // A NOP's length is whatever the client wrote there: it moves nothing.
+        if (r.status == CompletionStatus::kOk && ops[k].opcode != Opcode::kChecksum &&
+            ops[k].opcode != Opcode::kNop) {
           bytes += d.length;
         }
       }

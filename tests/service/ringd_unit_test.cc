@@ -336,6 +336,24 @@ TEST(QueueServerTest, NopFastPathSkipsTheBackendButNotTheChecks) {
   EXPECT_EQ(q.cq.Slot(2).status, static_cast<int>(CompletionStatus::kOk));
   EXPECT_EQ(q.cq.Slot(3).user_data, 13u);
   EXPECT_EQ(q.cq.Slot(3).status, static_cast<int>(CompletionStatus::kBadReserved));
+  q.cq.Release(4);
+
+  // A NOP's length moves nothing, on the fast path or not (a fenced NOP takes the full path):
+  // a client cannot inflate bytes_moved with it.
+  Descriptor fenced = MakeNop(14);
+  fenced.flags = kDescFlagFence;
+  fenced.length = 1ull << 40;
+  Descriptor plain = MakeNop(15);
+  plain.length = 1ull << 40;
+  ASSERT_EQ(q.sq.Reserve(2), 2u);
+  q.sq.Slot(0) = fenced;
+  q.sq.Slot(1) = plain;
+  q.sq.Commit(2);
+  EXPECT_EQ(q.server->ServeOnce(), 2u);
+  ASSERT_EQ(q.cq.Peek(2), 2u);
+  EXPECT_EQ(q.cq.Slot(0).status, static_cast<int>(CompletionStatus::kOk));
+  EXPECT_EQ(q.cq.Slot(1).status, static_cast<int>(CompletionStatus::kOk));
+  EXPECT_EQ(counters.Snapshot().bytes_moved, 0u);
 }
 
 // A descriptor larger than the pass budget advances one slice per ServeOnce and completes with

@@ -224,7 +224,7 @@ class UntrustedRingConsumer : public internal::ConsumerBase<Entry> {
     return e;
   }
 
-  // The same copy, written straight into *out (ringd's batch array: no temporary in between).
+  // The same copy, written straight into *out (ringd's batch array), not returned by value.
   void CopyOutTo(std::uint32_t i, Entry* out) const {
     std::uint64_t words[sizeof(Entry) / 8];
     const auto* src = reinterpret_cast<const std::uint64_t*>(this->slot(i));
