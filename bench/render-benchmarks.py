@@ -694,7 +694,8 @@ def render(res, docs):
                            f"{fmt_ns(g(a, 'p50')) if a else r.get('anchor_missing')} | "
                            f"{fmt_ns(g(a, 'p99'))} | {fmt_ns(g(a, 'p999'))} | "
                            f"{fmt_ratio(r.get('ratio'))} | {verdict(r)} | "
-                           f"{fmt_ns(g(b, 'p50')) if b else 'not run'} | {fmt_ns(g(b, 'p99'))} | "
+                           f"{fmt_ns(g(b, 'p50')) if b else r.get('bare_missing') or 'not run'} | "
+                           f"{fmt_ns(g(b, 'p99'))} | "
                            f"{fmt_ratio(r.get('ratio_bare'))} |")
             out.append("\nTwo anchors, because they measure different things. ib_write_lat "
                        "reports half a ping-pong: each side WRITEs and detects the peer's WRITE "

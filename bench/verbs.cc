@@ -163,6 +163,7 @@ BareVerbs& GetBareVerbs() {
 void BM_BareVerbsWriteLatency(benchmark::State& state) {
   BareVerbs& b = GetBareVerbs();
   if (!b.error.empty()) return state.SkipWithError(b.error.c_str());
+  if (b.qp->broken()) return state.SkipWithError("the QP broke in an earlier size's row");
   ScopedAffinity restore;
   PinToCpu(kCpuA);
   const auto size = static_cast<std::uint64_t>(state.range(0));
