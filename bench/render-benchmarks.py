@@ -61,8 +61,9 @@ WHY = {
         "sibling or the same L3 as the client.",
     "BM_ShmNopStream":
         "the streamed row is bounded by its floor, the same bytes through a bare ring between "
-        "two processes (the table above): that floor itself was only 1.3-1.7x io_uring's "
-        "batch-32 rate on the build machine (same-run pairs, Intel Xeon, 2 vCPUs), so 3x io_uring is out of reach of any design that "
+        "two processes (the table above): that floor itself was only 1.3-2.1x io_uring's "
+        "batch-32 rate on the build machine (same-run pairs, Intel Xeon, 2 vCPUs: this run's "
+        "tables and the ad-hoc runs made while writing the NOP fast path), so 3x io_uring is out of reach of any design that "
         "moves a 64-byte descriptor and a 32-byte completion between cores per NOP. Against "
         "the floor the target (0.7x) is met. Profile of ringd (perf record -a -e cpu-clock "
         "during the row, at the commits before and after 4d11699): before, ringd's poller was busy 100% of the time with "
@@ -83,9 +84,16 @@ WHY = {
         "back and rxe's completer to run. The profile below (whole guest) shows the CPUs mostly "
         "in the two spin loops and idle, not in rxe's code: the time is hand-offs between "
         "kernel and user contexts under emulation, not work. The gap shrinks as the data copy "
-        "grows (1 MiB: at or below 1×). Fix: not in ringd for the ACK on rxe (on a hardware "
-        "NIC the ACK turnaround is about a microsecond); inside ringd, post from a per-poller "
-        "QP without the backend mutex.",
+        "grows (1 MiB: at or below 1×). The fair anchor in the table, a bare verbs loop that "
+        "posts the same WRITE and polls its CQ, puts the ring itself out of the question: "
+        "ringd's row is at or below that loop at 8-512 B in this run (ringd's poller posts and "
+        "polls on "
+        "the other vCPU, the bare loop posts and polls on the measuring one; that difference "
+        "is not profiled yet), so what is "
+        "left against ib_write_lat is completion by work completion instead of by memory "
+        "polling. Fix: not in ringd for the ACK on rxe (on a hardware NIC the ACK turnaround "
+        "is about a microsecond); inside ringd, post from a per-poller QP without the backend "
+        "mutex.",
     "write_rate":
         "ringd now posts a ring batch's COPYs as one list of up to 64 WRITEs and reaps them "
         "together (0.21× before). What remains: one loopback QP behind a mutex and one poller, "
