@@ -131,7 +131,10 @@ void BM_SpscPingPongThreads(benchmark::State& state) {
   state.SetLabel(pinned ? "cpus 0,1" : "unpinned");
 }
 
-void BM_SpscPingPongProcesses(benchmark::State& state) {
+// Runs `measure(state, rings)` on kCpuA against EchoLoop in a forked child on kCpuB, over one
+// MAP_SHARED pair of rings; `measure` stops the echo side (kStopOpcode) before it returns.
+template <typename Measure>
+void AgainstEchoProcess(benchmark::State& state, Measure measure) {
   ScopedAffinity restore;
   PingPongRings* r = MapRings();
   if (r == nullptr) return state.SkipWithError("mmap failed");
@@ -143,12 +146,14 @@ void BM_SpscPingPongProcesses(benchmark::State& state) {
     EchoLoop(r);
     _exit(0);
   }
-  PingLoop(state, r);
+  measure(state, r);
   int st = 0;
   waitpid(child, &st, 0);
   UnmapRings(r);
   state.SetLabel(pinned ? "cpus 0,1" : "unpinned");
 }
+
+void BM_SpscPingPongProcesses(benchmark::State& state) { AgainstEchoProcess(state, PingLoop); }
 
 constexpr std::uint32_t kStreamDepth = 256;  // = BM_ShmNopStream's, = kRingEntries
 
@@ -188,22 +193,9 @@ void StreamLoop(benchmark::State& state, PingPongRings* r, std::uint32_t batch) 
 }
 
 void BM_SpscStream(benchmark::State& state) {
-  ScopedAffinity restore;
-  PingPongRings* r = MapRings();
-  if (r == nullptr) return state.SkipWithError("mmap failed");
-  const bool pinned = PinToCpu(kCpuA);
-  const pid_t child = fork();
-  if (child < 0) return state.SkipWithError("fork failed");
-  if (child == 0) {
-    PinToCpu(kCpuB);
-    EchoLoop(r);
-    _exit(0);
-  }
-  StreamLoop(state, r, static_cast<std::uint32_t>(state.range(0)));
-  int st = 0;
-  waitpid(child, &st, 0);
-  UnmapRings(r);
-  state.SetLabel(pinned ? "cpus 0,1" : "unpinned");
+  AgainstEchoProcess(state, [](benchmark::State& s, PingPongRings* r) {
+    StreamLoop(s, r, static_cast<std::uint32_t>(s.range(0)));
+  });
 }
 
 // eventfd values: 1 = ping/pong, kEventfdStop = the echo side quits.

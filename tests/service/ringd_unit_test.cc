@@ -265,17 +265,23 @@ class RecordingBackend final : public Backend {
 
 // kDescFlagFence: the fenced descriptor starts only after the earlier ones finished, so it never
 // shares a backend batch with them (issue 11, item 9).
+// A 64-byte region over static memory (contents never checked), for ops that must reach the
+// backend.
+absl::StatusOr<std::uint32_t> InsertSmallRegion(RegionTable& regions) {
+  alignas(64) static std::byte bytes[64] = {};
+  auto r = std::make_unique<Region>();
+  r->size = sizeof bytes;
+  r->base = bytes;
+  return regions.Insert(std::move(r));
+}
+
 TEST(QueueServerTest, FenceEndsTheBackendBatch) {
   RecordingBackend backend;
   RegionTable regions(4);
   Counters counters;
   InProcessQueue q(&backend, &regions, &counters);
   // CHECKSUMs reach the backend (fast-path NOPs would not).
-  alignas(64) static std::byte bytes[64] = {};
-  auto r = std::make_unique<Region>();
-  r->size = 64;
-  r->base = bytes;
-  auto h = regions.Insert(std::move(r));
+  auto h = InsertSmallRegion(regions);
   ASSERT_TRUE(h.ok());
   ASSERT_EQ(q.sq.Reserve(4), 4u);
   for (std::uint32_t i = 0; i < 4; ++i) {
@@ -314,11 +320,7 @@ TEST(QueueServerTest, NopFastPathSkipsTheBackendButNotTheChecks) {
   EXPECT_EQ(counters.Snapshot().ops[static_cast<int>(Opcode::kNop)], 3u);
   EXPECT_EQ(counters.Snapshot().completions[static_cast<int>(CompletionStatus::kOk)], 3u);
 
-  alignas(64) static std::byte bytes[64] = {};
-  auto r = std::make_unique<Region>();
-  r->size = 64;
-  r->base = bytes;
-  auto h = regions.Insert(std::move(r));
+  auto h = InsertSmallRegion(regions);
   ASSERT_TRUE(h.ok());
   Descriptor bad = MakeNop(13);
   bad.reserved2 = 1;
