@@ -82,6 +82,19 @@ void EchoLoop(PingPongRings* r) {
   }
 }
 
+// Stops EchoLoop: a descriptor it recognises, whose completion is drained. REQUIRES: every
+// earlier completion reaped.
+void StopEcho(SubmissionProducer& sq, CompletionConsumer& cq) {
+  while (sq.Reserve(1) == 0) {
+  }
+  sq.Slot(0) = Descriptor{};
+  sq.Slot(0).opcode = kStopOpcode;
+  sq.Commit(1);
+  while (cq.Peek(1) == 0) {
+  }
+  cq.Release(1);
+}
+
 // The measuring side: one NOP descriptor out, wait for its completion, per iteration.
 void PingLoop(benchmark::State& state, PingPongRings* r) {
   SubmissionProducer sq(r->sq, kRingEntries, &r->header.sq_tail.value, &r->header.sq_head.value);
@@ -103,15 +116,7 @@ void PingLoop(benchmark::State& state, PingPongRings* r) {
     cq.Release(1);
     lat.Add(Ticks() - t0);
   }
-  // Stop the echo side: a descriptor it recognises, whose completion we drain.
-  while (sq.Reserve(1) == 0) {
-  }
-  sq.Slot(0) = Descriptor{};
-  sq.Slot(0).opcode = kStopOpcode;
-  sq.Commit(1);
-  while (cq.Peek(1) == 0) {
-  }
-  cq.Release(1);
+  StopEcho(sq, cq);
   lat.Report(state);
   state.SetItemsProcessed(state.iterations());
 }
@@ -178,15 +183,7 @@ void StreamLoop(benchmark::State& state, PingPongRings* r, std::uint32_t batch) 
     reap();
   }
   while (reaped < submitted) reap();
-  // Stop the echo side, as PingLoop does.
-  while (sq.Reserve(1) == 0) {
-  }
-  sq.Slot(0) = Descriptor{};
-  sq.Slot(0).opcode = kStopOpcode;
-  sq.Commit(1);
-  while (cq.Peek(1) == 0) {
-  }
-  cq.Release(1);
+  StopEcho(sq, cq);
   if (!ok) return state.SkipWithError("lost or out-of-order completions");
   state.SetItemsProcessed(state.iterations() * batch);
   state.SetBytesProcessed(state.iterations() * batch * (sizeof(Descriptor) + sizeof(Completion)));
