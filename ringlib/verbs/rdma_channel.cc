@@ -2,6 +2,7 @@
 
 #include "verbs/work_request.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
@@ -250,7 +251,7 @@ absl::Status RdmaChannel::PostRecv(const MemoryRegion& mr, std::uint64_t off, st
 namespace {
 absl::Status PostOne(ibv_qp* qp, ibv_wr_opcode op, const MemoryRegion& local, std::uint64_t off,
                      std::uint32_t len, std::uint64_t remote_addr, std::uint32_t rkey,
-                     std::uint64_t wr_id, bool signaled) {
+                     std::uint64_t wr_id, bool signaled, std::uint32_t imm = 0) {
   if (qp == nullptr) return absl::FailedPreconditionError("no QP");
   if (off > local.length() || len > local.length() - off) {
     return absl::OutOfRangeError(absl::StrCat("local range outside the MR (off ", off, ", len ",
@@ -260,6 +261,7 @@ absl::Status PostOne(ibv_qp* qp, ibv_wr_opcode op, const MemoryRegion& local, st
   ibv_send_wr wr;
   verbs::FillWorkRequest(op, reinterpret_cast<std::uint64_t>(local.addr()) + off, local.lkey(), len,
                          remote_addr, rkey, wr_id, signaled, &sge, &wr);
+  if (op == IBV_WR_RDMA_WRITE_WITH_IMM) wr.imm_data = htonl(imm);
   ibv_send_wr* bad = nullptr;
   if (int rc = ibv_post_send(qp, &wr, &bad); rc != 0) {
     return pinring::ErrnoToStatus(rc, "ibv_post_send");
@@ -277,6 +279,14 @@ absl::Status RdmaChannel::PostWrite(const MemoryRegion& local, std::uint64_t off
                                     std::uint32_t len, std::uint64_t remote_addr,
                                     std::uint32_t rkey, std::uint64_t wr_id, bool signaled) {
   return PostOne(qp_, IBV_WR_RDMA_WRITE, local, off, len, remote_addr, rkey, wr_id, signaled);
+}
+
+absl::Status RdmaChannel::PostWriteImm(const MemoryRegion& local, std::uint64_t off,
+                                       std::uint32_t len, std::uint64_t remote_addr,
+                                       std::uint32_t rkey, std::uint32_t imm, std::uint64_t wr_id,
+                                       bool signaled) {
+  return PostOne(qp_, IBV_WR_RDMA_WRITE_WITH_IMM, local, off, len, remote_addr, rkey, wr_id,
+                 signaled, imm);
 }
 
 absl::Status RdmaChannel::PostRead(const MemoryRegion& local, std::uint64_t off,

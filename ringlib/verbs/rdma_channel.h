@@ -86,6 +86,11 @@ class RdmaChannel {
   absl::Status PostWrite(const MemoryRegion& local, std::uint64_t off, std::uint32_t len,
                          std::uint64_t remote_addr, std::uint32_t rkey, std::uint64_t wr_id,
                          bool signaled);
+  // An RDMA WRITE whose immediate `imm` (host order; sent in network order) completes one of the
+  // peer's posted receives (IBV_WC_RECV_RDMA_WITH_IMM) after the written data is in place.
+  absl::Status PostWriteImm(const MemoryRegion& local, std::uint64_t off, std::uint32_t len,
+                            std::uint64_t remote_addr, std::uint32_t rkey, std::uint32_t imm,
+                            std::uint64_t wr_id, bool signaled);
   absl::Status PostRead(const MemoryRegion& local, std::uint64_t off, std::uint32_t len,
                         std::uint64_t remote_addr, std::uint32_t rkey, std::uint64_t wr_id,
                         bool signaled);

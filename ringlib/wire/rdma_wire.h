@@ -5,12 +5,20 @@
 //             submission ring (SQ) and completion ring (CQ) live (address + rkey of its own MRs).
 //             ringd answers with ConnectReply in rdma_accept()'s private data, or rejects.
 //   control   every client -> ringd message is one ControlMessage in a SEND: doorbells (the new SQ
-//             tail), region registration / deregistration. ringd -> client: replies, completion
-//             notifications and the error that ends a connection, also ControlMessage SENDs.
-//   data      ringd RDMA READs descriptors from the client's SQ MR, executes them with RDMA READ /
-//             WRITE against the client's region MRs, RDMA WRITEs Completions into the client's CQ
-//             MR, then SENDs kCompletions carrying the new CQ tail. RC ordering makes the completion
-//             bytes visible to the client before it sees that SEND's receive completion.
+//             tail), region registration / deregistration. ringd -> client: replies and the error
+//             that ends a connection, also ControlMessage SENDs.
+//   data      Two paths bring descriptors to ringd, both from the client's SQ ring:
+//             - pull: a kDoorbell names the new tail; ringd RDMA READs the descriptors from the
+//               client's SQ MR (any batch);
+//             - inline (small batches): a kDoorbellInline SEND carries the descriptors it
+//               announces right behind its ControlMessage (at most kMaxInlineDescriptors). The
+//               client wrote them into its SQ ring first, as for a pull.
+//             ringd executes them with RDMA READ / WRITE against the client's region MRs, then
+//             RDMA WRITEs the Completions into the client's CQ MR; the last WRITE of a batch is a
+//             WRITE_WITH_IMM whose immediate is the new CQ tail (network order). The client's
+//             receive completion for it (IBV_WC_RECV_RDMA_WITH_IMM) comes after the data of
+//             every WRITE before it on the RC QP, so the completions are visible when it polls.
+//             A NOP round trip is two device operations: the doorbell SEND, the WRITE_WITH_IMM.
 //
 // The SQ is sq_entries x Descriptor, the CQ cq_entries x Completion (ring_format.h), slots
 // `index & (entries - 1)`, indices free-running uint32. The client never has more than sq_entries
@@ -30,17 +38,21 @@
 namespace pinring::rdma {
 
 inline constexpr std::uint32_t kRdmaMagic = 0x52524e50;  // "PNRR" in little-endian memory
-inline constexpr std::uint16_t kRdmaVersion = 1;
+// 2: inline doorbells and WRITE_WITH_IMM completion notifications (1: doorbell SEND, RDMA READ,
+// completion WRITE, kCompletions SEND). ringd speaks only its own version.
+inline constexpr std::uint16_t kRdmaVersion = 2;
 // ringd's default rdma_cm port (the perftest convention). --rdma_port=0 disables the listener.
 inline constexpr std::uint16_t kDefaultRdmaPort = 18515;
 
 // Receive buffers each side keeps posted beyond the ring sizes (control replies, errors).
 inline constexpr std::uint32_t kControlSlack = 8;
 
-// Both sides post control messages from, and receive them into, slots of this size (one message
-// per slot, cache-line aligned). A sender keeps kSendSlots SENDs in flight at most, which bounds
-// the receives its peer must keep posted.
+// ringd -> client messages are sent from, and received into, slots of kSlotBytes; client ->
+// ringd messages (which may carry inline descriptors) use kRequestSlotBytes: one message per
+// slot, cache-line aligned. A sender keeps kSendSlots SENDs (or notification WRITE_WITH_IMMs) in
+// flight at most, which bounds the receives its peer must keep posted.
 inline constexpr std::uint32_t kSlotBytes = 128;
+inline constexpr std::uint32_t kMaxInlineDescriptors = 32;
 inline constexpr std::uint32_t kSendSlots = 16;
 // Work-request ids: a receive's id carries kRecvTag and its slot, a SEND's carries kSendTag and
 // its slot; other ids (one-sided operations) carry neither bit.
@@ -89,7 +101,6 @@ enum class ControlType : std::uint16_t {
   kRegisterRegionReply = 3,     // ringd -> client: code, handle
   kDeregisterRegion = 4,        // client -> ringd: handle
   kDeregisterRegionReply = 5,   // ringd -> client: code
-  kCompletions = 6,             // ringd -> client: value = new cq_tail
   kError = 7,                   // ringd -> client: code, text; ringd then disconnects
   // Grants (remote data movement, see GrantToken).
   kExportRegion = 8,            // client -> ringd: handle (one of its regions) -> a grant
@@ -99,8 +110,12 @@ enum class ControlType : std::uint16_t {
   kRevokeGrantReply = 11,       // ringd -> client: code
   kPeerOp = 12,                 // ringd -> ringd (peer connection): PeerOp
   kPeerOpReply = 13,            // ringd -> ringd: seq, code = CompletionStatus, value = bytes
+  // client -> ringd: value = new sq_tail, length = n (1..kMaxInlineDescriptors), followed in the
+  // same SEND by the n descriptors [sq_tail - n, sq_tail) (InlineDoorbellBytes(n) in all).
+  kDoorbellInline = 14,
 };
-inline constexpr std::uint16_t kControlTypeMax = 13;
+inline constexpr std::uint16_t kControlTypeMax = 14;
+// (Type 6 was version 1's kCompletions SEND; version 2 notifies with WRITE_WITH_IMM.)
 
 // kRegisterRegion flags
 inline constexpr std::uint32_t kRegionDeviceWritable = 1u << 0;  // registered with REMOTE_WRITE
@@ -151,11 +166,24 @@ struct PeerOp {
 static_assert(sizeof(PeerOp) == 80);
 static_assert(std::is_trivially_copyable_v<PeerOp>);
 
-// Untrusted input: a received buffer is a ControlMessage only when it has exactly that size, the
-// magic and a known type.
+// A kDoorbellInline SEND of n descriptors.
+constexpr std::size_t InlineDoorbellBytes(std::uint64_t n) {
+  return sizeof(ControlMessage) + n * sizeof(Descriptor);
+}
+inline constexpr std::uint32_t kRequestSlotBytes =
+    static_cast<std::uint32_t>(RoundUp(InlineDoorbellBytes(kMaxInlineDescriptors), 64));
+static_assert(kRequestSlotBytes == 2176 && kSlotBytes <= kRequestSlotBytes);
+
+// Untrusted input: a received buffer is a ControlMessage only when it has the magic, a known type
+// other than the retired 6, and exactly that message's size: sizeof(ControlMessage), or for
+// kDoorbellInline the header plus the 1..kMaxInlineDescriptors descriptors its length counts.
 inline bool IsWellFormed(const ControlMessage& m, std::size_t received) {
-  return received == sizeof(ControlMessage) && m.magic == kRdmaMagic && m.type >= 1 &&
-         m.type <= kControlTypeMax;
+  if (m.magic != kRdmaMagic || m.type < 1 || m.type > kControlTypeMax || m.type == 6) return false;
+  if (m.type == static_cast<std::uint16_t>(ControlType::kDoorbellInline)) {
+    return m.length >= 1 && m.length <= kMaxInlineDescriptors &&
+           received == InlineDoorbellBytes(m.length);
+  }
+  return received == sizeof(ControlMessage);
 }
 
 // Bytes of the client's SQ / CQ MRs for given ring sizes (page-rounded).

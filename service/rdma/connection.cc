@@ -19,6 +19,7 @@ using rdma::ControlMessage;
 using rdma::ControlType;
 using rdma::kRecvTag;
 using rdma::kSendTag;
+using rdma::kRequestSlotBytes;
 using rdma::kSlotBytes;
 
 Connection::Connection(TransportContext& ctx, RemoteMemory& remote, std::uint32_t id, bool peer,
@@ -53,7 +54,7 @@ absl::Status Connection::SetUp(const rdma::ConnectReply& rep) {
   qo.comp_channel = device_->comp;
   qo.cq_context = this;
   PINRING_RETURN_IF_ERROR(ch_->CreateQp(dev, qo));
-  send_off_ = std::uint64_t{kRecvDepth} * kSlotBytes;
+  send_off_ = std::uint64_t{kRecvDepth} * kRequestSlotBytes;
   sq_off_ = RoundUp(send_off_ + std::uint64_t{rdma::kSendSlots} * kSlotBytes, kPageSize);
   cq_off_ = sq_off_ + rdma::SqBytes(req_.sq_entries);
   bounce_off_ = cq_off_ + rdma::CqBytes(req_.cq_entries);
@@ -65,7 +66,8 @@ absl::Status Connection::SetUp(const rdma::ConnectReply& rep) {
   send_busy_.assign(rdma::kSendSlots, false);
   for (std::uint32_t i = 0; i < kRecvDepth; ++i) {
     PINRING_RETURN_IF_ERROR(
-        ch_->PostRecv(mem_->mr(), std::uint64_t{i} * kSlotBytes, kSlotBytes, kRecvTag | i));
+        ch_->PostRecv(mem_->mr(), std::uint64_t{i} * kRequestSlotBytes, kRequestSlotBytes,
+                      kRecvTag | i));
   }
   PINRING_RETURN_IF_ERROR(
       ch_->Accept(absl::MakeConstSpan(reinterpret_cast<const std::byte*>(&rep), sizeof rep)));
@@ -134,13 +136,21 @@ void Connection::Poll() {
         if (slot_waiter_ != nullptr) std::exchange(slot_waiter_, nullptr)->Fire(absl::OkStatus());
       } else if (w.wr_id & kRecvTag) {
         const auto slot = static_cast<std::uint32_t>(w.wr_id & 0xffffffff);  // < kRecvDepth: ours
-        ControlMessage m{};
-        // Untrusted: copy at most one message's worth; IsWellFormed checks the received length.
-        std::memcpy(&m, base() + std::uint64_t{slot} * kSlotBytes,
-                    std::min<std::size_t>(w.byte_len, sizeof m));
-        inbox_.emplace_back(m, w.byte_len);
-        if (absl::Status s = ch_->PostRecv(mem_->mr(), std::uint64_t{slot} * kSlotBytes,
-                                           kSlotBytes, kRecvTag | slot);
+        const std::byte* buf = base() + std::uint64_t{slot} * kRequestSlotBytes;
+        Received& r = inbox_.emplace_back();
+        r.m = ControlMessage{};
+        r.len = w.byte_len;
+        // Untrusted: byte_len is at most the slot (the device truncates nothing: a longer SEND
+        // fails the QP). Copy at most one message's worth, and what follows it as inline
+        // descriptors; IsWellFormed checks the received length against the type.
+        const std::size_t len = std::min<std::size_t>(w.byte_len, kRequestSlotBytes);
+        std::memcpy(&r.m, buf, std::min(len, sizeof r.m));
+        if (len > sizeof r.m) {
+          std::memcpy(r.inline_descs, buf + sizeof r.m,
+                      std::min(len - sizeof r.m, sizeof r.inline_descs));
+        }
+        if (absl::Status s = ch_->PostRecv(mem_->mr(), std::uint64_t{slot} * kRequestSlotBytes,
+                                           kRequestSlotBytes, kRecvTag | slot);
             !s.ok()) {
           Break(s);
         }
@@ -221,10 +231,17 @@ rdma_async::Task<CompletionStatus> Connection::Remote(Descriptor d, std::uint64_
   co_return co_await remote_.Remote(*this, d, result);
 }
 
+int Connection::FreeSendSlot() const {
+  for (std::uint32_t i = 0; i < rdma::kSendSlots; ++i) {
+    if (!send_busy_[i]) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 bool Connection::TrySend(const ControlMessage& m) {
   if (qp_broken_ || qp_destroyed_) return false;
-  for (std::uint32_t i = 0; i < rdma::kSendSlots; ++i) {
-    if (send_busy_[i]) continue;
+  if (const int slot = FreeSendSlot(); slot >= 0) {
+    const auto i = static_cast<std::uint32_t>(slot);
     const std::uint64_t off = send_off_ + std::uint64_t{i} * kSlotBytes;
     std::memcpy(base() + off, &m, sizeof m);
     if (absl::Status s = ch_->PostSend(mem_->mr(), off, sizeof m, kSendTag | i, true); !s.ok()) {

@@ -9,7 +9,8 @@
 //
 // Staging memory (one MR, LOCAL_WRITE only: ringd is the initiator of every RDMA operation, so
 // no rkey of it is ever given out):
-//   receive slots | send slots | SQ staging (RDMA READ target) | CQ staging | bounce buffer
+//   receive slots (kRequestSlotBytes) | send slots (kSlotBytes) | SQ staging (RDMA READ target,
+//   and where inline descriptors are copied) | CQ staging | bounce buffer
 #pragma once
 
 #include <cstdint>
@@ -39,7 +40,8 @@ class Connection final : public RemoteOps, public QpOwner {
   static constexpr std::uint32_t kRecvDepth = 32 + rdma::kControlSlack;
   // Ops of other connections (REMOTE ops against this connection's grants) in flight on this QP.
   static constexpr std::uint32_t kForeignOps = 8;
-  // Unsignaled completion WRITEs: at most two per notification SEND, one SEND per send slot.
+  // Unsignaled completion WRITEs: at most one per notification WRITE_WITH_IMM (the run before the
+  // CQ wraps), one notification or SEND per send slot.
   static constexpr std::uint32_t kSendDepth = 3 * rdma::kSendSlots + 1 + 1 + kForeignOps;
 
   Connection(TransportContext& ctx, RemoteMemory& remote, std::uint32_t id, bool peer,
@@ -89,6 +91,7 @@ class Connection final : public RemoteOps, public QpOwner {
   const rdma::ConnectRequest& request() const { return req_; }
   std::size_t region_count() const { return regions_.size(); }
   std::uint64_t descriptors() const { return descriptors_; }
+  std::uint64_t inline_descriptors() const { return inline_descriptors_; }
   std::uint32_t pending_descriptors() const { return tail_ - head_; }
   bool waiting() const { return !task_.done(); }
   // The IPv4 address of ringd's side of the connection (host order), 0 if unknown.
@@ -123,9 +126,22 @@ class Connection final : public RemoteOps, public QpOwner {
   // A SEND from a free send slot; waits for one (up to op_timeout) when all are busy.
   rdma_async::Task<absl::Status> Send(rdma::ControlMessage m);
   bool TrySend(const rdma::ControlMessage& m);
+  // A send slot not in flight, or -1.
+  int FreeSendSlot() const;
+  // A received message: its ControlMessage and, for kDoorbellInline, the descriptors behind it
+  // (copied out of the receive slot, which is reposted at once). Untrusted; `len` is the
+  // received length.
+  struct Received {
+    rdma::ControlMessage m;
+    std::uint32_t len = 0;
+    Descriptor inline_descs[rdma::kMaxInlineDescriptors];
+  };
   // The root task: inbox, then descriptors, until there is nothing left.
   rdma_async::Task<absl::Status> Serve();
-  rdma_async::Task<absl::Status> HandleMessage(rdma::ControlMessage m, std::uint32_t len);
+  rdma_async::Task<absl::Status> HandleMessage(const Received& r);
+  // kDoorbell / kDoorbellInline: validates the new tail (and copies inline descriptors into the
+  // SQ staging when they are the next ones to execute).
+  absl::Status HandleDoorbell(const Received& r);
   rdma_async::Task<absl::Status> Execute();
   void Break(absl::Status why);  // a completion failed: the QP is in ERROR
   void FinishClose();
@@ -147,12 +163,16 @@ class Connection final : public RemoteOps, public QpOwner {
   std::vector<rdma_async::Event*> foreign_waiters_;  // FIFO
   std::uint32_t head_ = 0;     // next descriptor ringd reads (ringd's own copy)
   std::uint32_t tail_ = 0;     // highest validated doorbell tail
+  // Descriptors [head_, fetched_) are in the SQ staging already (READ, or copied from an inline
+  // doorbell); head_ <= fetched_ <= tail_ in ring order.
+  std::uint32_t fetched_ = 0;
   std::uint32_t cq_tail_ = 0;  // completions written
   std::uint32_t idle_doorbells_ = 0;
   std::uint32_t next_handle_ = 1;
   std::map<std::uint32_t, GrantedRegion> regions_;
-  std::vector<std::pair<rdma::ControlMessage, std::uint32_t>> inbox_;  // received, not handled
+  std::vector<Received> inbox_;  // received, not handled
   std::uint64_t descriptors_ = 0;
+  std::uint64_t inline_descriptors_ = 0;  // of those, how many arrived in an inline doorbell
   rdma_async::Task<absl::Status> task_;
   bool established_ = false;  // the RTU arrived (RDMA_CM_EVENT_ESTABLISHED)
   absl::Time accepted_at_;     // when ringd sent its REP: the handshake timeout runs from here

@@ -298,6 +298,7 @@ void RdmaListener::Impl::Publish(absl::Time now) {
     i.cq_entries = c->request().cq_entries;
     i.regions = static_cast<std::uint32_t>(c->region_count());
     i.descriptors = c->descriptors();
+    i.inline_descriptors = c->inline_descriptors();
     i.pending = c->pending_descriptors();
     i.busy = c->waiting();
     infos.push_back(std::move(i));

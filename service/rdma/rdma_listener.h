@@ -62,6 +62,7 @@ struct RdmaConnectionInfo {
   std::uint32_t sq_entries = 0, cq_entries = 0;
   std::uint32_t regions = 0;  // regions granted to it
   std::uint64_t descriptors = 0;
+  std::uint64_t inline_descriptors = 0;  // of those, delivered in an inline doorbell (no READ)
   std::uint32_t pending = 0;  // descriptors announced by a doorbell, not yet completed
   bool busy = false;          // its task is running (waiting on an RDMA op or the client)
 };
@@ -72,6 +73,7 @@ struct RdmaListenerStats {
   std::uint64_t failed = 0;     // connections ended by an error (protocol or transport)
   std::uint64_t closed = 0;     // connections ended by the client
   std::uint64_t descriptors = 0;
+  std::uint64_t inline_descriptors = 0;  // descriptors that came in an inline doorbell
   std::uint32_t connected = 0;
   std::uint32_t grants = 0;      // exported regions
   std::uint32_t peer_links = 0;  // ringd's own links to other ringds

@@ -12,6 +12,7 @@ nlohmann::json RdmaStatsJson(const RdmaListenerStats& s, std::uint16_t port, boo
   j["failed"] = s.failed;
   j["closed"] = s.closed;
   j["descriptors"] = s.descriptors;
+  j["inline_descriptors"] = s.inline_descriptors;
   j["grants"] = s.grants;
   j["peer_links"] = s.peer_links;
   j["ops_in_flight"] = s.ops_in_flight;
@@ -24,6 +25,7 @@ nlohmann::json RdmaStatsJson(const RdmaListenerStats& s, std::uint16_t port, boo
                                 {"cq_entries", c.cq_entries},
                                 {"regions", c.regions},
                                 {"descriptors", c.descriptors},
+                                {"inline_descriptors", c.inline_descriptors},
                                 {"pending", c.pending},
                                 {"busy", c.busy}});
   }

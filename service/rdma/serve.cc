@@ -12,22 +12,79 @@ namespace pinring::ringd {
 
 using rdma::ControlMessage;
 using rdma::ControlType;
+using rdma::kSendTag;
 
 rdma_async::Task<absl::Status> Connection::Serve() {
   while (!inbox_.empty() || head_ != tail_) {
     auto msgs = std::move(inbox_);
     inbox_.clear();
-    for (auto& [m, len] : msgs) {
-      if (absl::Status s = co_await HandleMessage(m, len); !s.ok()) co_return s;
+    for (const Received& r : msgs) {
+      if (absl::Status s = co_await HandleMessage(r); !s.ok()) co_return s;
     }
     if (absl::Status s = co_await Execute(); !s.ok()) co_return s;
   }
   co_return absl::OkStatus();
 }
 
-rdma_async::Task<absl::Status> Connection::HandleMessage(ControlMessage m, std::uint32_t len) {
+absl::Status Connection::HandleDoorbell(const Received& r) {
+  const auto tail = static_cast<std::uint32_t>(r.m.value);
+  // Untrusted tail: it may be anything. Between our own head and head + sq_entries it names
+  // descriptors the client wrote; beyond that the client broke the protocol (or lies).
+  if (tail - head_ > req_.sq_entries) {
+    return absl::OutOfRangeError(absl::StrCat("doorbell tail ", tail, " is more than ",
+                                              req_.sq_entries, " past head ", head_));
+  }
+  if (r.m.type == static_cast<std::uint16_t>(ControlType::kDoorbellInline)) {
+    // Untrusted count (1..kMaxInlineDescriptors, checked by IsWellFormed): the descriptors must
+    // be exactly the next ones after those already announced, [tail_, tail).
+    const auto n = static_cast<std::uint32_t>(r.m.length);
+    if (tail - tail_ != n) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "inline doorbell carries descriptors [", tail - n, ", ", tail,
+          ") but the next descriptor ringd expects is ", tail_));
+    }
+    idle_doorbells_ = 0;
+    if (fetched_ == tail_) {
+      // Nothing announced is still to be READ: stage the inline copies where a READ would have
+      // put them (our private copy; validated when executed, like a READ's).
+      for (std::uint32_t i = 0; i < n; ++i) {
+        std::memcpy(base() + sq_off_ + std::uint64_t{(tail_ + i) & sq_mask_} * sizeof(Descriptor),
+                    &r.inline_descs[i], sizeof(Descriptor));
+      }
+      fetched_ = tail;
+      inline_descriptors_ += n;
+      ctx_.Count([n](RdmaListenerStats& s) { s.inline_descriptors += n; });
+    }
+    // Otherwise an earlier pull doorbell is still to be READ: this batch is READ with it (the
+    // client wrote it to its SQ ring too).
+    tail_ = tail;
+    return absl::OkStatus();
+  }
+  // A doorbell that brings nothing new costs us a receive: bound how many in a row.
+  if (tail - head_ <= tail_ - head_) {
+    if (++idle_doorbells_ > ctx_.opts.max_idle_doorbells) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "doorbell flood: ", idle_doorbells_, " doorbells without new descriptors"));
+    }
+    return absl::OkStatus();
+  }
+  idle_doorbells_ = 0;
+  tail_ = tail;
+  return absl::OkStatus();
+}
+
+rdma_async::Task<absl::Status> Connection::HandleMessage(const Received& r) {
+  const ControlMessage& m = r.m;
+  const std::uint32_t len = r.len;
   // Untrusted: the size, magic and type decide whether this is a message at all.
   if (!rdma::IsWellFormed(m, len)) {
+    if (m.magic == rdma::kRdmaMagic &&
+        m.type == static_cast<std::uint16_t>(ControlType::kDoorbellInline)) {
+      co_return absl::InvalidArgumentError(absl::StrCat(
+          "inline doorbell of ", len, " bytes claims ", m.length, " descriptors (1 to ",
+          rdma::kMaxInlineDescriptors, ", ", sizeof(ControlMessage), " + ", sizeof(Descriptor),
+          " bytes each)"));
+    }
     co_return absl::InvalidArgumentError(absl::StrCat("garbage message (", len, " bytes)"));
   }
   // A peer ringd may only forward REMOTE ops; a client may not.
@@ -74,26 +131,9 @@ rdma_async::Task<absl::Status> Connection::HandleMessage(ControlMessage m, std::
                        : static_cast<std::int32_t>(absl::StatusCode::kNotFound);
       co_return co_await Send(reply);
     }
-    case ControlType::kDoorbell: {
-      const auto tail = static_cast<std::uint32_t>(m.value);
-      // Untrusted tail: it may be anything. Between our own head and head + sq_entries it names
-      // descriptors the client wrote; beyond that the client broke the protocol (or lies).
-      if (tail - head_ > req_.sq_entries) {
-        co_return absl::OutOfRangeError(absl::StrCat("doorbell tail ", tail, " is more than ",
-                                                     req_.sq_entries, " past head ", head_));
-      }
-      // A doorbell that brings nothing new costs us a receive: bound how many in a row.
-      if (tail - head_ <= tail_ - head_) {
-        if (++idle_doorbells_ > ctx_.opts.max_idle_doorbells) {
-          co_return absl::ResourceExhaustedError(absl::StrCat(
-              "doorbell flood: ", idle_doorbells_, " doorbells without new descriptors"));
-        }
-        co_return absl::OkStatus();
-      }
-      idle_doorbells_ = 0;
-      tail_ = tail;
-      co_return absl::OkStatus();
-    }
+    case ControlType::kDoorbell:
+    case ControlType::kDoorbellInline:
+      co_return HandleDoorbell(r);
     case ControlType::kRegisterRegion: {
       reply.type = static_cast<std::uint16_t>(ControlType::kRegisterRegionReply);
       // Untrusted: addr/length/rkey are the client's claim. We bound them so our own arithmetic
@@ -132,15 +172,22 @@ rdma_async::Task<absl::Status> Connection::HandleMessage(ControlMessage m, std::
 rdma_async::Task<absl::Status> Connection::Execute() {
   std::uint32_t started = 0;
   while (head_ != tail_) {
-    // Fetch: the contiguous run [head, min(tail, end of ring)) in one RDMA READ.
     const std::uint32_t slot = head_ & sq_mask_;
-    const std::uint32_t n = std::min(tail_ - head_, req_.sq_entries - slot);
-    if (absl::Status s = co_await RunOp(
-            IBV_WR_RDMA_READ, mem_->mr(), sq_off_ + std::uint64_t{slot} * sizeof(Descriptor),
-            n * static_cast<std::uint32_t>(sizeof(Descriptor)),
-            req_.sq_addr + std::uint64_t{slot} * sizeof(Descriptor), req_.sq_rkey);
-        !s.ok()) {
-      co_return s;
+    std::uint32_t n;
+    if (fetched_ != head_) {
+      // Staged already (an inline doorbell): the contiguous run [head, min(fetched, end)).
+      n = std::min(fetched_ - head_, req_.sq_entries - slot);
+    } else {
+      // Fetch: the contiguous run [head, min(tail, end of ring)) in one RDMA READ.
+      n = std::min(tail_ - head_, req_.sq_entries - slot);
+      if (absl::Status s = co_await RunOp(
+              IBV_WR_RDMA_READ, mem_->mr(), sq_off_ + std::uint64_t{slot} * sizeof(Descriptor),
+              n * static_cast<std::uint32_t>(sizeof(Descriptor)),
+              req_.sq_addr + std::uint64_t{slot} * sizeof(Descriptor), req_.sq_rkey);
+          !s.ok()) {
+        co_return s;
+      }
+      fetched_ = head_ + n;
     }
     const std::uint32_t first_cq = cq_tail_;
     for (std::uint32_t i = 0; i < n; ++i) {
@@ -159,42 +206,45 @@ rdma_async::Task<absl::Status> Connection::Execute() {
     head_ += n;
     started += n;
     // The notification needs a send slot: wait for one first, so that the completion WRITEs
-    // below are never more than two ahead of a SEND (kSendDepth counts them).
-    while (std::all_of(send_busy_.begin(), send_busy_.end(), [](bool b) { return b; })) {
+    // below are never more than one ahead of a notification (kSendDepth counts them).
+    while (FreeSendSlot() < 0) {
       rdma_async::Event freed(ctx_.ready);
       slot_waiter_ = &freed;
       slot_deadline_ = absl::Now() + ctx_.opts.op_timeout;
       if (absl::Status s = co_await freed; !s.ok()) co_return s;
       if (!usable()) co_return error_;
     }
-    // Complete: RDMA WRITE the new completions (one or two runs around the wrap), not waited
-    // for: the notification SEND posted right after them on the same RC QP is delivered only
-    // after their data, so the client may read the completions as soon as it polls that
-    // receive, and the SEND's completion retires them. The staged completions are not
-    // rewritten before the client has reaped them (a new one for the same slot needs the ring
-    // to wrap); a client that overruns its CQ only garbles its own completions.
+    // Complete: RDMA WRITE the new completions (one or two runs around the wrap); the last is a
+    // WRITE_WITH_IMM carrying the new CQ tail, which is the client's notification. The one
+    // before it is not waited for: RC delivers it before the WRITE_WITH_IMM's data and receive
+    // completion, and the notification's own completion (signaled, holding a send slot like a
+    // SEND) retires both. The staged completions are not rewritten before the client has
+    // reaped them (a new one for the same slot needs the ring to wrap); a client that overruns
+    // its CQ only garbles its own completions.
     for (std::uint32_t done = first_cq; done != cq_tail_;) {
       const std::uint32_t cslot = done & cq_mask_;
       const std::uint32_t k = std::min(cq_tail_ - done, req_.cq_entries - cslot);
       if (!usable()) co_return error_;
-      // Unsignaled, with an op id no waiter has: a failure still completes, into Poll.
-      if (absl::Status s = ch_->PostWrite(
-              mem_->mr(), cq_off_ + std::uint64_t{cslot} * sizeof(Completion),
-              k * static_cast<std::uint32_t>(sizeof(Completion)),
-              req_.cq_addr + std::uint64_t{cslot} * sizeof(Completion), req_.cq_rkey,
-              ctx_.ops.NextId(), /*signaled=*/false);
-          !s.ok()) {
+      const std::uint64_t local = cq_off_ + std::uint64_t{cslot} * sizeof(Completion);
+      const std::uint64_t remote = req_.cq_addr + std::uint64_t{cslot} * sizeof(Completion);
+      const auto bytes = k * static_cast<std::uint32_t>(sizeof(Completion));
+      absl::Status s;
+      if (done + k != cq_tail_) {
+        // Unsignaled, with an op id no waiter has: a failure still completes, into Poll.
+        s = ch_->PostWrite(mem_->mr(), local, bytes, remote, req_.cq_rkey, ctx_.ops.NextId(),
+                           /*signaled=*/false);
+      } else {
+        const int note = FreeSendSlot();  // >= 0: waited for above, and nothing ran since
+        s = ch_->PostWriteImm(mem_->mr(), local, bytes, remote, req_.cq_rkey, cq_tail_,
+                              kSendTag | static_cast<std::uint32_t>(note), /*signaled=*/true);
+        if (s.ok()) send_busy_[static_cast<std::uint32_t>(note)] = true;
+      }
+      if (!s.ok()) {
         Break(s);
         co_return s;
       }
       done += k;
     }
-    // ... then the notification.
-    ControlMessage note{};
-    note.magic = rdma::kRdmaMagic;
-    note.type = static_cast<std::uint16_t>(ControlType::kCompletions);
-    note.value = cq_tail_;
-    if (absl::Status s = co_await Send(note); !s.ok()) co_return s;
   }
   if (started > 0) {
     descriptors_ += started;

@@ -1,6 +1,6 @@
 // Fuzz target: every decoder of rdma transport bytes a client or a peer ringd controls.
 //   - ConnectRequest private data (DecodeConnectRequest), against ringd's ring limit;
-//   - a received control SEND (rdma::IsWellFormed), then, for a doorbell's descriptors, the
+//   - a received control SEND (rdma::IsWellFormed, inline doorbells included), then, for a doorbell's descriptors, the
 //     transport's validator (ValidateRdmaDescriptor) against a table of grants the input also
 //     chooses (addresses, lengths, writability);
 //   - GrantToken text (ParseGrantToken), which must round-trip through FormatGrantToken.
@@ -55,7 +55,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 1: {
       rdma::ControlMessage m{};
       std::memcpy(&m, rest.data(), std::min(rest.size(), sizeof m));
-      (void)rdma::IsWellFormed(m, rest.size());
+      if (rdma::IsWellFormed(m, rest.size())) {
+        // What ringd accepts fits its receive slot, and an inline doorbell's descriptor count
+        // is what its length says (Connection::Poll copies at most kMaxInlineDescriptors).
+        const bool inline_db =
+            m.type == static_cast<std::uint16_t>(rdma::ControlType::kDoorbellInline);
+        if (rest.size() > rdma::kRequestSlotBytes || m.type == 6 ||
+            (inline_db ? (m.length == 0 || m.length > rdma::kMaxInlineDescriptors ||
+                          rest.size() != rdma::InlineDoorbellBytes(m.length))
+                       : rest.size() != sizeof m)) {
+          std::abort();
+        }
+      }
       // Grants: up to 4, each 17 bytes (addr, length, writable); then descriptors.
       Grants g;
       std::size_t pos = 0;

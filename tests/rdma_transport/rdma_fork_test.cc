@@ -48,6 +48,9 @@ TEST_P(RdmaFork, DeviceViewMatchesTheForkEvaluator) {
   ASSERT_NE(listener, nullptr);
   auto o = QueueOptionsFor(*listener, 16);
   o.fork_mode = mode;
+  // The fork mode protects the SQ ring the device READs: pull every batch, so the parent's
+  // descriptors reach ringd through the ring and not inline in the doorbell (rdma_wire.h).
+  o.max_inline_descriptors = 0;
   auto q = RdmaQueue::Connect(o);
   ASSERT_TRUE(q.ok()) << q.status();
   // A region the device reads (CHECKSUM) under the same mode, written by the parent.

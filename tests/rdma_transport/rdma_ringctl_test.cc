@@ -58,6 +58,8 @@ TEST(RdmaRingctl, StatusAndMetricsShowRdmaClients) {
   const std::string metrics = Output(ringctl + " metrics");
   EXPECT_NE(metrics.find("pinring_rdma_connections 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("pinring_rdma_descriptors_total 7"), std::string::npos) << metrics;
+  // Single-descriptor submissions travel inline in the doorbell (rdma_wire.h).
+  EXPECT_NE(metrics.find("pinring_rdma_inline_descriptors_total 7"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("pinring_rdma_connection_descriptors_total{connection=\"1\""),
             std::string::npos)
       << metrics;

@@ -3,6 +3,7 @@
 // checks that another client keeps being served.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <vector>
 
 #include "verbs/rdma_channel.h"
@@ -100,6 +101,87 @@ TEST_F(RdmaTransport, ValidationStatusesMatchTheShmTransport) {
   EXPECT_EQ(status_of(Nop(2)), CompletionStatus::kOk);
 }
 
+// The listener's counters, once they reach `descriptors` (Count() publishes them at once, but the
+// loop thread may still be executing the last batch's bookkeeping).
+ringd::RdmaListenerStats StatsWhenExecuted(const ringd::RdmaListener& l, std::uint64_t descriptors) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  ringd::RdmaListenerStats s = l.stats();
+  while (s.descriptors < descriptors && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+    s = l.stats();
+  }
+  return s;
+}
+
+TEST_F(RdmaTransport, InlineAndPulledBatchesGiveTheSameResults) {
+  // Batches of 1..12 FILLs + a CHECKSUM of what they wrote, through a queue that sends small
+  // batches inline (up to 8 of them) and one that pulls every batch: same completions, same bytes; the
+  // listener counts inline exactly the batches of at most 8 of the first queue.
+  std::uint64_t expected_inline = 0, total = listener_->stats().descriptors;
+  const std::uint64_t inline_before = listener_->stats().inline_descriptors;
+  for (std::uint32_t max_inline : {8u, 0u}) {
+    auto o = QueueOptionsFor(*listener_, 16);
+    o.max_inline_descriptors = max_inline;
+    auto q = ConnectOrDie(o);
+    ASSERT_NE(q, nullptr);
+    auto r = q->CreateRegion(16 * 256);
+    ASSERT_TRUE(r.ok()) << r.status();
+    std::uint64_t ud = 0;
+    for (std::uint32_t n = 1; n <= 12; ++n) {
+      std::vector<Descriptor> batch;
+      for (std::uint32_t i = 0; i + 1 < n; ++i) {
+        batch.push_back(Fill((*r)->handle(), i * 256, 256, static_cast<std::uint8_t>(n + i), ud++));
+      }
+      batch.push_back(Checksum((*r)->handle(), 0, 16 * 256, ud++));
+      ASSERT_TRUE(q->Submit(batch).ok());
+      std::vector<Completion> c(n);
+      std::size_t got = 0;
+      while (got < n) {
+        auto k = q->Reap(absl::MakeSpan(c).subspan(got), absl::Seconds(20));
+        ASSERT_TRUE(k.ok()) << k.status();
+        ASSERT_GT(*k, 0u) << "timed out, batch of " << n << ", max_inline " << max_inline;
+        got += *k;
+      }
+      for (std::uint32_t i = 0; i < n; ++i) {
+        EXPECT_EQ(c[i].user_data, batch[i].user_data) << "batch " << n;
+        EXPECT_EQ(c[i].status, 0) << "batch " << n << " descriptor " << i;
+      }
+      EXPECT_EQ(c[n - 1].result, Fnv1a64((*r)->bytes())) << "batch " << n;
+      for (std::uint32_t i = 0; i + 1 < n; ++i) {
+        EXPECT_EQ((*r)->data()[i * 256 + 255], std::byte{static_cast<std::uint8_t>(n + i)});
+      }
+      total += n;
+      if (max_inline != 0 && n <= max_inline) expected_inline += n;
+    }
+  }
+  const ringd::RdmaListenerStats s = StatsWhenExecuted(*listener_, total);
+  EXPECT_EQ(s.descriptors, total);
+  EXPECT_EQ(s.inline_descriptors - inline_before, expected_inline);
+}
+
+TEST_F(RdmaTransport, InlineDoorbellBehindAPulledOneKeepsTheOrder) {
+  // A pull doorbell (the descriptor only in the ring) right before an inline one: ringd may see
+  // both in one receive batch, when the inline descriptors must wait for the READ of the
+  // earlier one. Either way, completions come in submission order.
+  auto q = ConnectOrDie(QueueOptionsFor(*listener_, 16));
+  ASSERT_NE(q, nullptr);
+  for (std::uint64_t round = 0; round < 40; ++round) {
+    *q->SqSlotForTesting(q->sq_tail()) = Nop(round * 10);
+    q->AdvanceTailForTesting(1);
+    ASSERT_TRUE(q->RingDoorbellForTesting(q->sq_tail()).ok());
+    ASSERT_TRUE(q->Submit({Nop(round * 10 + 1), Nop(round * 10 + 2)}).ok());
+    Completion c[3];
+    std::size_t got = 0;
+    while (got < 3) {
+      auto k = q->Reap(absl::MakeSpan(c + got, 3 - got), absl::Seconds(20));
+      ASSERT_TRUE(k.ok()) << k.status();
+      ASSERT_GT(*k, 0u) << "timed out in round " << round;
+      got += *k;
+    }
+    for (std::uint64_t i = 0; i < 3; ++i) EXPECT_EQ(c[i].user_data, round * 10 + i);
+  }
+}
+
 // --- bad input: each ends that connection only --------------------------------------------------
 
 // A healthy client beside the misbehaving one; it must keep being served.
@@ -150,6 +232,43 @@ TEST_F(RdmaBadInput, ShortMessage) {
   ExpectBadFailsGoodServed();
 }
 
+// An inline doorbell (rdma_wire.h) with `count` in its length, `tail` in its value and `carried`
+// descriptors behind it.
+std::vector<std::byte> InlineDoorbell(std::uint64_t count, std::uint32_t tail,
+                                      std::uint32_t carried) {
+  rdma::ControlMessage m{};
+  m.magic = rdma::kRdmaMagic;
+  m.type = static_cast<std::uint16_t>(rdma::ControlType::kDoorbellInline);
+  m.value = tail;
+  m.length = count;
+  std::vector<std::byte> bytes(rdma::InlineDoorbellBytes(carried));
+  std::memcpy(bytes.data(), &m, sizeof m);
+  for (std::uint32_t i = 0; i < carried; ++i) {
+    const Descriptor d = Nop(i);
+    std::memcpy(bytes.data() + sizeof m + i * sizeof d, &d, sizeof d);
+  }
+  return bytes;
+}
+
+TEST_F(RdmaBadInput, InlineDoorbellCountDisagreesWithItsLength) {
+  ASSERT_TRUE(bad_->SendRawForTesting(InlineDoorbell(3, 3, 2)).ok());
+  ExpectBadFailsGoodServed();
+}
+
+TEST_F(RdmaBadInput, InlineDoorbellCountAboveTheMaximum) {
+  // One more claimed than the maximum, the maximum carried (one more would not fit ringd's
+  // receive slot: the QP itself would fail).
+  constexpr std::uint32_t kMax = rdma::kMaxInlineDescriptors;
+  ASSERT_TRUE(bad_->SendRawForTesting(InlineDoorbell(kMax + 1, kMax + 1, kMax)).ok());
+  ExpectBadFailsGoodServed();
+}
+
+TEST_F(RdmaBadInput, InlineDoorbellThatSkipsDescriptors) {
+  // Well formed, but it carries [1, 2) while ringd expects descriptor 0 next.
+  ASSERT_TRUE(bad_->SendRawForTesting(InlineDoorbell(1, 2, 1)).ok());
+  ExpectBadFailsGoodServed();
+}
+
 TEST_F(RdmaBadInput, TailBeyondTheRing) {
   // Untrusted tail: head + sq_entries + 1 names descriptors that cannot exist.
   ASSERT_TRUE(bad_->RingDoorbellForTesting(bad_->sq_entries() + 1).ok());
@@ -158,7 +277,18 @@ TEST_F(RdmaBadInput, TailBeyondTheRing) {
 
 TEST_F(RdmaBadInput, RingDeregisteredUnderRingd) {
   ASSERT_TRUE(bad_->DeregisterRingsForTesting().ok());
-  // Submit still writes the (now unregistered) memory and rings; ringd's RDMA READ must fail.
+  // A pull doorbell for a descriptor written into the (now unregistered) ring: ringd's RDMA
+  // READ must fail.
+  *bad_->SqSlotForTesting(bad_->sq_tail()) = Nop(1);
+  bad_->AdvanceTailForTesting(1);
+  EXPECT_TRUE(bad_->RingDoorbellForTesting(bad_->sq_tail()).ok());
+  ExpectBadFailsGoodServed();
+}
+
+TEST_F(RdmaBadInput, CompletionRingDeregisteredUnderAnInlineDoorbell) {
+  // One descriptor travels inline: ringd READs nothing, and its WRITE_WITH_IMM of the completion
+  // into the deregistered CQ is what fails.
+  ASSERT_TRUE(bad_->DeregisterRingsForTesting().ok());
   EXPECT_TRUE(bad_->Submit({Nop(1)}).ok());
   ExpectBadFailsGoodServed();
 }

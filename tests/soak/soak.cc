@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <dirent.h>
 #include <fstream>
 #include <memory>
@@ -44,6 +45,7 @@
 #include "verbs/rdma_channel.h"
 #include "pinring/rdma_queue.h"
 #include "verbs/verbs_device.h"
+#include "wire/rdma_wire.h"
 #include "service/raw_client.h"
 #include "tools/common/cli_help.h"
 
@@ -404,10 +406,21 @@ void RdmaGarbageSends(const std::string&, absl::Time end) {
   Repeat(end, [&] {
     auto q = RdmaQueue::Connect(RdmaOptions());
     if (!q.ok()) return;
-    std::vector<std::byte> junk(1 + g() % 80);
+    const bool inline_db = g() % 2 == 0;
+    std::vector<std::byte> junk(1 + g() % (inline_db ? rdma::kRequestSlotBytes : 80));
     for (std::byte& b : junk) b = static_cast<std::byte>(g());
-    // A real doorbell's first bytes with the rest scribbled, now and then.
-    if (g() % 2 == 0 && junk.size() >= 4) junk[0] = std::byte{1};
+    if (inline_db && junk.size() >= sizeof(rdma::ControlMessage)) {
+      // An inline doorbell's header (magic, type) with a random count, tail and descriptors.
+      rdma::ControlMessage m;
+      std::memcpy(&m, junk.data(), sizeof m);
+      m.magic = rdma::kRdmaMagic;
+      m.type = static_cast<std::uint16_t>(rdma::ControlType::kDoorbellInline);
+      if (g() % 2 == 0) m.length = 1 + g() % rdma::kMaxInlineDescriptors;
+      if (g() % 2 == 0) m.value = m.length;  // the tail a first doorbell would carry
+      std::memcpy(junk.data(), &m, sizeof m);
+    } else if (g() % 2 == 0 && junk.size() >= 4) {
+      junk[0] = std::byte{1};  // a real doorbell's first bytes with the rest scribbled
+    }
     (void)(*q)->SendRawForTesting(junk);
     Completion c;
     (void)(*q)->Reap(absl::MakeSpan(&c, 1), absl::Milliseconds(100));

@@ -28,8 +28,8 @@ const std::vector<std::string>& PreferredColumns(absl::string_view section) {
       "client",    "handle",          "size",      "pinned_bytes", "odp_bytes",
       "fork_mode", "device_writable", "huge_pages"};
   static const std::vector<std::string> kRdma = {
-      "id", "kind", "remote", "sq_entries", "cq_entries", "regions", "descriptors", "pending",
-      "busy"};
+      "id",      "kind",    "remote",  "sq_entries", "cq_entries", "regions", "descriptors",
+      "inline_descriptors", "pending", "busy"};
   static const std::vector<std::string> kNone;
   if (section == "rdma connections") return kRdma;
   if (section == "clients") return kClients;
@@ -185,6 +185,8 @@ void AppendRdmaMetrics(std::string* out, const json& stats) {
       {"closed", "pinring_rdma_closed_total", "counter", "rdma connections closed by the client."},
       {"descriptors", "pinring_rdma_descriptors_total", "counter",
        "Descriptors the rdma transport executed."},
+      {"inline_descriptors", "pinring_rdma_inline_descriptors_total", "counter",
+       "Of those, descriptors that arrived inline in a doorbell (no RDMA READ)."},
       {"grants", "pinring_rdma_grants", "gauge", "Regions exported to other clients now."},
       {"peer_links", "pinring_rdma_peer_links", "gauge", "ringd's links to other ringds now."},
       {"ops_in_flight", "pinring_rdma_ops_in_flight", "gauge",

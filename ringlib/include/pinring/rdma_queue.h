@@ -2,7 +2,10 @@
 // ringd (same host or another) over one RC QP. The seed's ring-to-device scheme over a real NIC:
 //
 //   ring = mmap(); ibv_reg_mr(ring); ring[tail] = descriptor; doorbell(tail)
-//   ringd: RDMA READ ring[head..tail) -> execute -> RDMA WRITE completions -> SEND notification
+//   ringd: RDMA READ ring[head..tail) -> execute -> RDMA WRITE_WITH_IMM completions (imm: cq tail)
+//
+// A batch of at most max_inline_descriptors travels inline in the doorbell too, and ringd skips
+// the READ: two device operations per round trip.
 //
 // The client opens the device itself (through librdmacm's route to ringd's address), registers
 // its submission ring, completion ring and data regions with ibv_reg_mr under the fork-safety mode
@@ -52,6 +55,11 @@ struct RdmaQueueOptions {
   // kSpin: Reap polls the CQ; kBlock: Reap sleeps on the completion channel.
   wire::CompletionWait completion_wait = wire::CompletionWait::kSpin;
   absl::Duration timeout = absl::Seconds(15);  // connect and control round trips
+  // A Submit of at most this many descriptors (capped at 32, rdma::kMaxInlineDescriptors) also
+  // carries them in its doorbell SEND, so ringd need not RDMA READ them from the SQ ring: one
+  // device operation less per batch. 0: every batch is pulled (the READ path). The descriptors
+  // are written to the SQ ring either way.
+  std::uint32_t max_inline_descriptors = 8;
 };
 
 // A data region: the client's private memory registered under a fork mode, granted a handle by
@@ -120,7 +128,7 @@ class PINRING_EXPORT RdmaQueue {
   Descriptor* SqSlotForTesting(std::uint32_t index);
   // Sends a doorbell carrying `tail` without writing anything and without accounting.
   absl::Status RingDoorbellForTesting(std::uint32_t tail);
-  // Sends `bytes` (<= 80) as one SEND.
+  // Sends `bytes` (at most one request slot, rdma::kRequestSlotBytes) as one SEND.
   absl::Status SendRawForTesting(absl::Span<const std::byte> bytes);
   // ibv_dereg_mr of the submission and completion rings while ringd still uses them.
   absl::Status DeregisterRingsForTesting();
@@ -133,12 +141,21 @@ class PINRING_EXPORT RdmaQueue {
 
  private:
   RdmaQueue() = default;
+  // Sends a ControlMessage from a free send slot (waiting up to opts.timeout for one).
   absl::Status SendControl(const void* msg);
+  // Sends `bytes` built in place by fill(slot) (a ControlMessage, maybe followed by inline
+  // descriptors) from a free send slot, waiting as SendControl does.
+  template <typename Fill>
+  absl::Status SendBuilt(std::size_t bytes, Fill fill);
+  // A send slot's bytes.
+  std::byte* SendSlot(std::uint32_t i) const;
   // Polls the CQ once; with `check_cm`, also the rdma_cm channel for a disconnect when the CQ
   // was empty (a system call: spinning callers do it only now and then).
   absl::Status PollOnce(bool* progressed, bool check_cm);
   absl::Status WaitForProgress(absl::Duration timeout);
   absl::Status HandleReceive(std::uint32_t slot, std::uint32_t len);
+  // A completion notification: ringd's WRITE_WITH_IMM into `slot` carried the new cq tail.
+  absl::Status HandleCompletions(std::uint32_t slot, std::uint32_t tail);
   void Fail(absl::Status s);
 
   RdmaQueueOptions opts_;
@@ -153,7 +170,7 @@ class PINRING_EXPORT RdmaQueue {
 
   std::uint32_t sq_tail_ = 0;      // next slot the client fills
   std::uint32_t cq_head_ = 0;      // next completion the client reads
-  std::uint32_t cq_tail_seen_ = 0;  // from ringd's kCompletions (bounded, see HandleReceive)
+  std::uint32_t cq_tail_seen_ = 0;  // from ringd's WRITE_WITH_IMM (bounded: HandleCompletions)
   std::vector<bool> send_busy_;
   std::uint32_t seq_ = 1;
   // The last control reply (kRegisterRegionReply / kDeregisterRegionReply).

@@ -2,6 +2,7 @@
 
 #include "pinring/descriptors.h"
 
+#include <arpa/inet.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -27,6 +28,7 @@ using rdma::ControlMessage;
 using rdma::ControlType;
 
 using rdma::kRecvTag;
+using rdma::kRequestSlotBytes;
 using rdma::kSendSlots;
 using rdma::kSendTag;
 using rdma::kSlotBytes;
@@ -88,9 +90,13 @@ absl::StatusOr<std::unique_ptr<RdmaQueue>> RdmaQueue::Connect(const RdmaQueueOpt
   co.device_writes = true;
   PINRING_ASSIGN_OR_RETURN(q->cq_, PrivateRegion::Create(*q->device_,
                                                          rdma::CqBytes(q->cq_entries_), co));
+  // Control buffers: recv_depth receive slots (ringd's messages), then the send slots (ours,
+  // large enough for an inline doorbell).
   PINRING_ASSIGN_OR_RETURN(
       q->ctl_, PrivateRegion::Create(*q->device_,
-                                     std::size_t{q->recv_depth_ + kSendSlots} * kSlotBytes, co));
+                                     std::size_t{q->recv_depth_} * kSlotBytes +
+                                         std::size_t{kSendSlots} * kRequestSlotBytes,
+                                     co));
   std::memset(q->sq_->data(), 0, q->sq_->size());
   std::memset(q->cq_->data(), 0, q->cq_->size());
   for (std::uint32_t i = 0; i < q->recv_depth_; ++i) {
@@ -167,18 +173,6 @@ absl::Status RdmaQueue::HandleReceive(std::uint32_t slot, std::uint32_t len) {
     return absl::DataLossError(absl::StrCat("malformed message from ringd (", len, " bytes)"));
   }
   switch (static_cast<ControlType>(m.type)) {
-    case ControlType::kCompletions: {
-      const auto tail = static_cast<std::uint32_t>(m.value);
-      // ringd is the peer we chose to trust with our memory, but a bogus tail would make us read
-      // completions that were never written: bound it by what we submitted.
-      if (tail - cq_head_ > sq_tail_ - cq_head_) {
-        return absl::DataLossError(absl::StrCat("ringd reported cq tail ", tail,
-                                                " beyond submissions (head ", cq_head_,
-                                                ", submitted ", sq_tail_, ")"));
-      }
-      if (tail - cq_head_ > cq_tail_seen_ - cq_head_) cq_tail_seen_ = tail;
-      return absl::OkStatus();
-    }
     case ControlType::kRegisterRegionReply:
     case ControlType::kDeregisterRegionReply:
     case ControlType::kExportRegionReply:
@@ -199,6 +193,21 @@ absl::Status RdmaQueue::HandleReceive(std::uint32_t slot, std::uint32_t len) {
   }
 }
 
+absl::Status RdmaQueue::HandleCompletions(std::uint32_t slot, std::uint32_t tail) {
+  // A WRITE_WITH_IMM consumed the receive; its slot holds nothing.
+  PINRING_RETURN_IF_ERROR(channel_->PostRecv(ctl_->mr(), std::uint64_t{slot} * kSlotBytes,
+                                             kSlotBytes, kRecvTag | slot));
+  // ringd is the peer we chose to trust with our memory, but a bogus tail would make us read
+  // completions that were never written: bound it by what we submitted.
+  if (tail - cq_head_ > sq_tail_ - cq_head_) {
+    return absl::DataLossError(absl::StrCat("ringd reported cq tail ", tail,
+                                            " beyond submissions (head ", cq_head_,
+                                            ", submitted ", sq_tail_, ")"));
+  }
+  if (tail - cq_head_ > cq_tail_seen_ - cq_head_) cq_tail_seen_ = tail;
+  return absl::OkStatus();
+}
+
 absl::Status RdmaQueue::PollOnce(bool* progressed, bool check_cm) {
   ibv_wc wc[16];
   PINRING_ASSIGN_OR_RETURN(int n, channel_->Poll(absl::MakeSpan(wc)));
@@ -212,11 +221,12 @@ absl::Status RdmaQueue::PollOnce(bool* progressed, bool check_cm) {
     if (wc[i].wr_id & kSendTag) {
       send_busy_[wc[i].wr_id & 0xffff] = false;
     } else if (wc[i].wr_id & kRecvTag) {
-      if (absl::Status s = HandleReceive(static_cast<std::uint32_t>(wc[i].wr_id & 0xffffffff),
-                                         wc[i].byte_len);
-          !s.ok()) {
-        Fail(s);
-      }
+      const auto slot = static_cast<std::uint32_t>(wc[i].wr_id & 0xffffffff);
+      // A receive is a notification (WRITE_WITH_IMM: the completions are in place) or a message.
+      absl::Status s = wc[i].opcode == IBV_WC_RECV_RDMA_WITH_IMM
+                           ? HandleCompletions(slot, ntohl(wc[i].imm_data))
+                           : HandleReceive(slot, wc[i].byte_len);
+      if (!s.ok()) Fail(s);
     }
   }
   if (n == 0 && check_cm && error_.ok() && channel_->PollDisconnected()) {
@@ -253,15 +263,22 @@ absl::Status RdmaQueue::WaitForProgress(absl::Duration timeout) {
   }
 }
 
-absl::Status RdmaQueue::SendControl(const void* msg) {
+std::byte* RdmaQueue::SendSlot(std::uint32_t i) const {
+  return static_cast<std::byte*>(ctl_->data()) + std::uint64_t{recv_depth_} * kSlotBytes +
+         std::uint64_t{i} * kRequestSlotBytes;
+}
+
+template <typename Fill>
+absl::Status RdmaQueue::SendBuilt(std::size_t bytes, Fill fill) {
   const absl::Time deadline = absl::Now() + opts_.timeout;
   for (;;) {
     for (std::uint32_t i = 0; i < send_slots_; ++i) {
       if (send_busy_[i]) continue;
-      const std::uint64_t off = std::uint64_t{recv_depth_ + i} * kSlotBytes;
-      std::memcpy(static_cast<std::byte*>(ctl_->data()) + off, msg, sizeof(ControlMessage));
-      PINRING_RETURN_IF_ERROR(
-          channel_->PostSend(ctl_->mr(), off, sizeof(ControlMessage), kSendTag | i, true));
+      std::byte* slot = SendSlot(i);
+      fill(slot);
+      PINRING_RETURN_IF_ERROR(channel_->PostSend(
+          ctl_->mr(), static_cast<std::uint64_t>(slot - static_cast<std::byte*>(ctl_->data())),
+          static_cast<std::uint32_t>(bytes), kSendTag | i, true));
       send_busy_[i] = true;
       return absl::OkStatus();
     }
@@ -271,6 +288,11 @@ absl::Status RdmaQueue::SendControl(const void* msg) {
     }
     PINRING_RETURN_IF_ERROR(WaitForProgress(absl::Milliseconds(50)));
   }
+}
+
+absl::Status RdmaQueue::SendControl(const void* msg) {
+  return SendBuilt(sizeof(ControlMessage),
+                   [msg](std::byte* slot) { std::memcpy(slot, msg, sizeof(ControlMessage)); });
 }
 
 absl::Status RdmaQueue::Submit(absl::Span<const Descriptor> descs) {
@@ -294,7 +316,16 @@ absl::Status RdmaQueue::Submit(absl::Span<const Descriptor> descs) {
   m.magic = rdma::kRdmaMagic;
   m.type = static_cast<std::uint16_t>(ControlType::kDoorbell);
   m.value = sq_tail_;
-  return SendControl(&m);
+  const std::size_t max_inline =
+      std::min<std::size_t>(opts_.max_inline_descriptors, rdma::kMaxInlineDescriptors);
+  if (descs.empty() || descs.size() > max_inline) return SendControl(&m);
+  // Small batch: the descriptors ride in the doorbell too (ringd skips its READ of them).
+  m.type = static_cast<std::uint16_t>(ControlType::kDoorbellInline);
+  m.length = descs.size();
+  return SendBuilt(rdma::InlineDoorbellBytes(descs.size()), [&](std::byte* slot) {
+    std::memcpy(slot, &m, sizeof m);
+    std::memcpy(slot + sizeof m, descs.data(), descs.size() * sizeof(Descriptor));
+  });
 }
 
 absl::StatusOr<std::size_t> RdmaQueue::Reap(absl::Span<Completion> out,
@@ -302,8 +333,8 @@ absl::StatusOr<std::size_t> RdmaQueue::Reap(absl::Span<Completion> out,
   const absl::Time deadline = absl::Now() + timeout;
   for (;;) {
     if (cq_tail_seen_ != cq_head_) {
-      // The completions were RDMA-written before the kCompletions SEND we polled; polling the CQ
-      // made them visible. The acquire fence keeps the compiler from hoisting the reads.
+      // The completions were RDMA-written by (or before) the WRITE_WITH_IMM whose receive we
+      // polled; polling the CQ made them visible. The acquire fence keeps the compiler from hoisting the reads.
       std::atomic_thread_fence(std::memory_order_acquire);
       const auto* cq = static_cast<const Completion*>(cq_->data());
       std::size_t n = 0;
@@ -485,14 +516,13 @@ absl::Status RdmaQueue::RingDoorbellForTesting(std::uint32_t tail) {
 }
 
 absl::Status RdmaQueue::SendRawForTesting(absl::Span<const std::byte> bytes) {
-  if (bytes.size() > kSlotBytes) return absl::InvalidArgumentError("raw message too long");
+  if (bytes.size() > kRequestSlotBytes) return absl::InvalidArgumentError("raw message too long");
   for (std::uint32_t i = 0; i < send_slots_; ++i) {
     if (send_busy_[i]) continue;
-    const std::uint64_t off = std::uint64_t{recv_depth_ + i} * kSlotBytes;
-    std::memcpy(static_cast<std::byte*>(ctl_->data()) + off, bytes.data(), bytes.size());
-    PINRING_RETURN_IF_ERROR(channel_->PostSend(ctl_->mr(), off,
-                                               static_cast<std::uint32_t>(bytes.size()),
-                                               kSendTag | i, true));
+    std::memcpy(SendSlot(i), bytes.data(), bytes.size());
+    PINRING_RETURN_IF_ERROR(channel_->PostSend(
+        ctl_->mr(), std::uint64_t{recv_depth_} * kSlotBytes + std::uint64_t{i} * kRequestSlotBytes,
+        static_cast<std::uint32_t>(bytes.size()), kSendTag | i, true));
     send_busy_[i] = true;
     return absl::OkStatus();
   }
