@@ -1,12 +1,20 @@
 // pinring-bench-rdma: the rdma transport (docs/rdma-transport.md) on a real or soft-RoCE device.
-// The client keeps its rings in its own registered memory; one round trip is: write the
-// descriptor, SEND the doorbell, ringd RDMA-READs the descriptor, executes it, RDMA-WRITEs the
-// completion and SENDs the notification, the client polls its CQ. The anchors are perftest's
-// ib_send_lat and ib_read_lat, 8 B, on the same device in the same boot (bench/run-benchmarks).
+// The client keeps its rings in its own registered memory. One round trip of a small batch is:
+// write the descriptors, SEND the doorbell carrying them inline, ringd executes them and
+// RDMA-WRITEs the completions with an immediate (the notification), the client polls its CQ. A
+// pulled batch adds ringd's RDMA READ of the descriptors from the client's SQ ring. The anchors
+// are perftest's ib_send_lat and ib_read_lat, 8 B, on the same device in the same boot
+// (bench/run-benchmarks).
 //
-//   BM_RdmaTransportRoundTrip/nop        NOP: the transport alone (doorbell, READ, WRITE, SEND)
+//   BM_RdmaTransportRoundTrip/nop        NOP: the transport alone (inline doorbell, WRITE_WITH_IMM)
+//   BM_RdmaTransportRoundTrip/nop_pull   NOP, pulled (doorbell, READ, WRITE_WITH_IMM): the
+//                                        same queue options with max_inline_descriptors = 0
 //   BM_RdmaTransportRoundTrip/copy_8B    COPY of 8 B between two of the client's regions, which
 //                                        ringd moves with RDMA READ + WRITE on the client's memory
+//   BM_RdmaTransportBatch/inline/batch:N N NOPs submitted at once, reaped all: the batch round
+//   BM_RdmaTransportBatch/pull/batch:N   trip (N = 1 .. 32) on each path, the inline queue with
+//                                        max_inline_descriptors = 32 (the protocol's maximum):
+//                                        where they meet is the crossover
 //
 // Tenant isolation on the rdma transport: the counterpart of bench/victim.h's BM_VictimNop rows,
 // with the same phases, counters, aggressor shape and --pinring_victim_* / aggressor flags:
@@ -66,6 +74,7 @@
 #include "pinring/descriptors.h"
 #include "pinring/rdma_queue.h"
 #include "verbs/verbs_device.h"
+#include "wire/rdma_wire.h"
 #include "ringd_fixture.h"
 #include "tests/common/ringd_process.h"
 #include "tests/common/self_rdma_address.h"
@@ -106,49 +115,63 @@ struct Transport {
   std::string error;  // non-empty: no device, ringd or connection; every row skips with it
 };
 
-Transport& GetTransport() {
+Transport MakeTransport(std::uint32_t max_inline) {
   static const std::uint16_t port = RdmaPort();
-  static Transport t = [] {
-    Transport out;
-    RingdFixture& f = GetRingd({"--backend=verbs", "--rdma_port=" + std::to_string(port)});
-    if (!f.error.empty()) {
-      out.error = f.error;
-      return out;
-    }
-    RdmaQueueOptions& o = out.options;
-    o.address = testing::SelfRdmaAddress();  // ringd is on this host
-    if (o.address.empty()) {
-      out.error = std::string("no RDMA device with an IPv4 GID: ") + std::string(kNoDeviceFix);
-      return out;
-    }
-    o.port = port;
-    o.sq_entries = 64;
-    o.completion_wait = wire::CompletionWait::kSpin;
-    o.timeout = absl::Seconds(20);
-    ScopedAffinity restore;
-    PinToCpu(kCpuA);
-    auto q = ConnectRetrying(o);
-    if (!q.ok()) {
-      out.error = q.status().ToString();
-      return out;
-    }
-    out.q = std::move(*q);
-    auto s = out.q->CreateRegion(4096);
-    auto d = out.q->CreateRegion(4096);
-    if (!s.ok() || !d.ok()) {
-      out.error = "CreateRegion: " + (s.ok() ? d.status() : s.status()).ToString();
-      return out;
-    }
-    out.src = *s;
-    out.dst = *d;
+  Transport out;
+  RingdFixture& f = GetRingd({"--backend=verbs", "--rdma_port=" + std::to_string(port)});
+  if (!f.error.empty()) {
+    out.error = f.error;
     return out;
-  }();
+  }
+  RdmaQueueOptions& o = out.options;
+  o.address = testing::SelfRdmaAddress();  // ringd is on this host
+  if (o.address.empty()) {
+    out.error = std::string("no RDMA device with an IPv4 GID: ") + std::string(kNoDeviceFix);
+    return out;
+  }
+  o.port = port;
+  o.sq_entries = 64;
+  o.completion_wait = wire::CompletionWait::kSpin;
+  o.timeout = absl::Seconds(20);
+  o.max_inline_descriptors = max_inline;
+  ScopedAffinity restore;
+  PinToCpu(kCpuA);
+  auto q = ConnectRetrying(o);
+  if (!q.ok()) {
+    out.error = q.status().ToString();
+    return out;
+  }
+  out.q = std::move(*q);
+  auto s = out.q->CreateRegion(4096);
+  auto d = out.q->CreateRegion(4096);
+  if (!s.ok() || !d.ok()) {
+    out.error = "CreateRegion: " + (s.ok() ? d.status() : s.status()).ToString();
+    return out;
+  }
+  out.src = *s;
+  out.dst = *d;
+  return out;
+}
+
+// The queue every row uses (the default RdmaQueueOptions: small batches inline); connections of
+// the same process to the same ringd that pull every batch, and that send up to the protocol's
+// maximum inline.
+Transport& GetTransport() {
+  static Transport t = MakeTransport(RdmaQueueOptions{}.max_inline_descriptors);
+  return t;
+}
+Transport& GetPullTransport() {
+  static Transport t = MakeTransport(0);
+  return t;
+}
+Transport& GetMaxInlineTransport() {
+  static Transport t = MakeTransport(rdma::kMaxInlineDescriptors);
   return t;
 }
 
 // One descriptor at a time, submit to reaped completion.
-void BM_RdmaTransportRoundTrip(benchmark::State& state, bool copy) {
-  Transport& t = GetTransport();
+void BM_RdmaTransportRoundTrip(benchmark::State& state, bool copy, bool pull) {
+  Transport& t = pull ? GetPullTransport() : GetTransport();
   if (!t.error.empty()) return state.SkipWithError(t.error.c_str());
   ScopedAffinity restore;
   PinToCpu(kCpuA);
@@ -184,6 +207,52 @@ void BM_RdmaTransportRoundTrip(benchmark::State& state, bool copy) {
   state.SetItemsProcessed(state.iterations());
   if (copy) state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kBytes));
   state.SetLabel(t.q->device_name());
+}
+
+// A batch of state.range(0) NOPs, submitted at once and reaped whole: one row per path.
+void BM_RdmaTransportBatch(benchmark::State& state, bool pull) {
+  Transport& t = pull ? GetPullTransport() : GetMaxInlineTransport();
+  if (!t.error.empty()) return state.SkipWithError(t.error.c_str());
+  ScopedAffinity restore;
+  PinToCpu(kCpuA);
+  const auto n = static_cast<std::size_t>(state.range(0));
+  std::vector<Descriptor> batch(n);
+  std::vector<Completion> out(n);
+  std::uint64_t seq = 0;
+  std::string failure;
+  auto round_trip = [&]() -> bool {
+    for (Descriptor& d : batch) d = MakeNop(++seq);
+    if (absl::Status s = t.q->Submit(batch); !s.ok()) {
+      failure = s.ToString();
+      return false;
+    }
+    for (std::size_t got = 0; got < n;) {
+      auto k = t.q->Reap(absl::MakeSpan(out).subspan(got), absl::Seconds(20));
+      if (!k.ok() || *k == 0) {
+        failure = k.ok() ? "no completion within 20 s" : k.status().ToString();
+        return false;
+      }
+      got += *k;
+    }
+    if (out[n - 1].user_data != seq || out[n - 1].status != 0) {
+      failure = "completions out of order or failed";
+      return false;
+    }
+    return true;
+  };
+  for (int i = 0; i < 8; ++i) {  // warm-up
+    if (!round_trip()) return state.SkipWithError(failure.c_str());
+  }
+  LatencyRecorder lat(state);
+  for (auto _ : state) {
+    const std::uint64_t t0 = Ticks();
+    if (!round_trip()) break;
+    lat.Add(Ticks() - t0);
+  }
+  if (!failure.empty()) return state.SkipWithError(failure.c_str());
+  lat.Report(state);
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * n));
+  state.SetLabel(absl::StrCat(t.q->device_name(), pull ? ", pulled" : ", inline"));
 }
 
 // --- tenant isolation: victim NOP round trip under an aggressor (bench/victim.h's shape) --------
@@ -568,14 +637,26 @@ void BM_RdmaStalledPeerNop(benchmark::State& state, const Options& opt) {
 int main(int argc, char** argv) {
   using namespace pinring::bench;
   return RunMain(argc, argv, [](const Options& o) {
-    benchmark::RegisterBenchmark("BM_RdmaTransportRoundTrip/nop",
-                                 [](benchmark::State& s) { BM_RdmaTransportRoundTrip(s, false); })
-        ->UseRealTime()
-        ->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark("BM_RdmaTransportRoundTrip/copy_8B",
-                                 [](benchmark::State& s) { BM_RdmaTransportRoundTrip(s, true); })
-        ->UseRealTime()
-        ->Unit(benchmark::kMicrosecond);
+    for (auto [name, copy, pull] : {std::tuple{"BM_RdmaTransportRoundTrip/nop", false, false},
+                                    std::tuple{"BM_RdmaTransportRoundTrip/nop_pull", false, true},
+                                    std::tuple{"BM_RdmaTransportRoundTrip/copy_8B", true, false}}) {
+      benchmark::RegisterBenchmark(name, BM_RdmaTransportRoundTrip, copy, pull)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+    for (auto [name, pull] : {std::tuple{"BM_RdmaTransportBatch/inline", false},
+                              std::tuple{"BM_RdmaTransportBatch/pull", true}}) {
+      benchmark::RegisterBenchmark(name, BM_RdmaTransportBatch, pull)
+          ->ArgName("batch")
+          ->Arg(1)
+          ->Arg(2)
+          ->Arg(4)
+          ->Arg(8)
+          ->Arg(16)
+          ->Arg(32)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
     benchmark::AddCustomContext("pinring_victim_samples", std::to_string(o.victim_samples));
     benchmark::AddCustomContext("pinring_victim_interval_us", std::to_string(o.victim_interval_us));
     benchmark::AddCustomContext("pinring_victim_seconds", std::to_string(o.victim_seconds));
