@@ -4,8 +4,9 @@
 //   connect   the client's rdma_connect() carries ConnectRequest as private data: where its
 //             submission ring (SQ) and completion ring (CQ) live (address + rkey of its own MRs).
 //             ringd answers with ConnectReply in rdma_accept()'s private data, or rejects.
-//   control   every client -> ringd message is one ControlMessage in a SEND: doorbells (the new SQ
-//             tail), region registration / deregistration. ringd -> client: replies and the error
+//   control   every client -> ringd message is one ControlMessage in a SEND (a kDoorbellInline
+//             one followed by its descriptors): doorbells (the new SQ tail), region
+//             registration / deregistration. ringd accepts nothing but SENDs. ringd -> client: replies and the error
 //             that ends a connection, also ControlMessage SENDs.
 //   data      Two paths bring descriptors to ringd, both from the client's SQ ring:
 //             - pull: a kDoorbell names the new tail; ringd RDMA READs the descriptors from the
@@ -54,8 +55,9 @@ inline constexpr std::uint32_t kControlSlack = 8;
 inline constexpr std::uint32_t kSlotBytes = 128;
 inline constexpr std::uint32_t kMaxInlineDescriptors = 32;
 inline constexpr std::uint32_t kSendSlots = 16;
-// Work-request ids: a receive's id carries kRecvTag and its slot, a SEND's carries kSendTag and
-// its slot; other ids (one-sided operations) carry neither bit.
+// Work-request ids: a receive's id carries kRecvTag and its slot, a SEND's (and ringd's
+// notification WRITE_WITH_IMM's) carries kSendTag and its send slot; other ids (one-sided
+// operations) carry neither bit.
 inline constexpr std::uint64_t kRecvTag = 1ull << 62;
 inline constexpr std::uint64_t kSendTag = 1ull << 61;
 
@@ -127,7 +129,7 @@ struct ControlMessage {
   std::uint16_t reserved0;
   std::uint32_t seq;   // requests: chosen by the client, echoed in the reply
   std::int32_t code;   // replies: absl::StatusCode
-  std::uint64_t value;   // doorbell: sq_tail; completions: cq_tail
+  std::uint64_t value;   // doorbell: sq_tail
   std::uint64_t addr;    // region: client virtual address
   std::uint64_t length;  // region: bytes
   std::uint32_t rkey;    // region

@@ -135,31 +135,35 @@ void Connection::Poll() {
         send_busy_[w.wr_id & 0xffff] = false;  // the slot index comes from our own PostSend
         if (slot_waiter_ != nullptr) std::exchange(slot_waiter_, nullptr)->Fire(absl::OkStatus());
       } else if (w.wr_id & kRecvTag) {
-        const auto slot = static_cast<std::uint32_t>(w.wr_id & 0xffffffff);  // < kRecvDepth: ours
-        const std::byte* buf = base() + std::uint64_t{slot} * kRequestSlotBytes;
-        Received& r = inbox_.emplace_back();
-        r.m = ControlMessage{};
-        r.len = w.byte_len;
-        // Untrusted: byte_len is at most the slot (the device truncates nothing: a longer SEND
-        // fails the QP). Copy at most one message's worth, and what follows it as inline
-        // descriptors; IsWellFormed checks the received length against the type.
-        const std::size_t len = std::min<std::size_t>(w.byte_len, kRequestSlotBytes);
-        std::memcpy(&r.m, buf, std::min(len, sizeof r.m));
-        if (len > sizeof r.m) {
-          std::memcpy(r.inline_descs, buf + sizeof r.m,
-                      std::min(len - sizeof r.m, sizeof r.inline_descs));
-        }
-        if (absl::Status s = ch_->PostRecv(mem_->mr(), std::uint64_t{slot} * kRequestSlotBytes,
-                                           kRequestSlotBytes, kRecvTag | slot);
-            !s.ok()) {
-          Break(s);
-        }
+        // The slot index comes from our own PostRecv (< kRecvDepth); the rest is the client's.
+        inbox_.push_back(Arrived{static_cast<std::uint32_t>(w.wr_id & 0xffffffff), w.byte_len,
+                                 w.opcode == IBV_WC_RECV});
       }
     }
     if (*polled < 16) break;
   }
   // A broken QP flushes everything posted on it; ops that did not complete yet fail now.
   if (qp_broken_) Abort(error_);
+}
+
+absl::Status Connection::TakeMessage(const Arrived& a, Received* r) {
+  const std::byte* buf = base() + std::uint64_t{a.slot} * kRequestSlotBytes;
+  r->m = ControlMessage{};
+  r->len = a.len;
+  r->is_send = a.is_send;
+  // Untrusted: byte_len is at most the slot (the device truncates nothing: a longer SEND fails
+  // the QP), but copy no more than one message's worth and what follows it as inline
+  // descriptors; IsWellFormed checks the received length against the type.
+  const std::size_t len = a.is_send ? std::min<std::size_t>(a.len, kRequestSlotBytes) : 0;
+  std::memcpy(&r->m, buf, std::min(len, sizeof r->m));
+  if (len > sizeof r->m) {
+    std::memcpy(r->inline_descs, buf + sizeof r->m,
+                std::min(len - sizeof r->m, sizeof r->inline_descs));
+  }
+  absl::Status s = ch_->PostRecv(mem_->mr(), std::uint64_t{a.slot} * kRequestSlotBytes,
+                                 kRequestSlotBytes, kRecvTag | a.slot);
+  if (!s.ok()) Break(s);
+  return s;
 }
 
 // --- operations -------------------------------------------------------------------------------

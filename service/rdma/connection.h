@@ -40,9 +40,9 @@ class Connection final : public RemoteOps, public QpOwner {
   static constexpr std::uint32_t kRecvDepth = 32 + rdma::kControlSlack;
   // Ops of other connections (REMOTE ops against this connection's grants) in flight on this QP.
   static constexpr std::uint32_t kForeignOps = 8;
-  // Unsignaled completion WRITEs: at most one per notification WRITE_WITH_IMM (the run before the
-  // CQ wraps), one notification or SEND per send slot.
-  static constexpr std::uint32_t kSendDepth = 3 * rdma::kSendSlots + 1 + 1 + kForeignOps;
+  // Per send slot one SEND or one notification WRITE_WITH_IMM, plus at most one unsignaled
+  // completion WRITE before a notification (the run before the CQ wraps).
+  static constexpr std::uint32_t kSendDepth = 2 * rdma::kSendSlots + 1 + 1 + kForeignOps;
 
   Connection(TransportContext& ctx, RemoteMemory& remote, std::uint32_t id, bool peer,
              Device* device, std::unique_ptr<rdma::RdmaChannel> ch,
@@ -128,14 +128,24 @@ class Connection final : public RemoteOps, public QpOwner {
   bool TrySend(const rdma::ControlMessage& m);
   // A send slot not in flight, or -1.
   int FreeSendSlot() const;
-  // A received message: its ControlMessage and, for kDoorbellInline, the descriptors behind it
-  // (copied out of the receive slot, which is reposted at once). Untrusted; `len` is the
-  // received length.
+  // A receive that completed and is not handled yet. Its slot is reposted only when Serve takes
+  // it (TakeMessage), so a client cannot queue more than kRecvDepth messages in ringd: beyond
+  // that its SENDs wait for receiver-not-ready retries, on its side.
+  struct Arrived {
+    std::uint32_t slot = 0;
+    std::uint32_t len = 0;      // byte_len: untrusted
+    bool is_send = true;        // IBV_WC_RECV; false: the client used RDMA WRITE_WITH_IMM
+  };
+  // A message copied out of its receive slot: its ControlMessage and, for kDoorbellInline, the
+  // descriptors behind it. Untrusted; `len` is the received length.
   struct Received {
     rdma::ControlMessage m;
     std::uint32_t len = 0;
+    bool is_send = true;
     Descriptor inline_descs[rdma::kMaxInlineDescriptors];
   };
+  // Copies the message of `a` out of its slot into `r` and reposts the slot.
+  absl::Status TakeMessage(const Arrived& a, Received* r);
   // The root task: inbox, then descriptors, until there is nothing left.
   rdma_async::Task<absl::Status> Serve();
   rdma_async::Task<absl::Status> HandleMessage(const Received& r);
@@ -170,7 +180,7 @@ class Connection final : public RemoteOps, public QpOwner {
   std::uint32_t idle_doorbells_ = 0;
   std::uint32_t next_handle_ = 1;
   std::map<std::uint32_t, GrantedRegion> regions_;
-  std::vector<Received> inbox_;  // received, not handled
+  std::vector<Arrived> inbox_;  // received, not handled: at most kRecvDepth
   std::uint64_t descriptors_ = 0;
   std::uint64_t inline_descriptors_ = 0;  // of those, how many arrived in an inline doorbell
   rdma_async::Task<absl::Status> task_;

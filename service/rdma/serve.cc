@@ -16,9 +16,11 @@ using rdma::kSendTag;
 
 rdma_async::Task<absl::Status> Connection::Serve() {
   while (!inbox_.empty() || head_ != tail_) {
-    auto msgs = std::move(inbox_);
+    auto arrived = std::move(inbox_);
     inbox_.clear();
-    for (const Received& r : msgs) {
+    for (const Arrived& a : arrived) {
+      Received r;
+      if (absl::Status s = TakeMessage(a, &r); !s.ok()) co_return s;
       if (absl::Status s = co_await HandleMessage(r); !s.ok()) co_return s;
     }
     if (absl::Status s = co_await Execute(); !s.ok()) co_return s;
@@ -76,6 +78,11 @@ absl::Status Connection::HandleDoorbell(const Received& r) {
 rdma_async::Task<absl::Status> Connection::HandleMessage(const Received& r) {
   const ControlMessage& m = r.m;
   const std::uint32_t len = r.len;
+  // Untrusted: a client may only SEND to ringd (a zero-length WRITE_WITH_IMM needs no rkey).
+  if (!r.is_send) {
+    co_return absl::InvalidArgumentError(
+        "the client sent an RDMA WRITE_WITH_IMM: ringd accepts only SENDs");
+  }
   // Untrusted: the size, magic and type decide whether this is a message at all.
   if (!rdma::IsWellFormed(m, len)) {
     if (m.magic == rdma::kRdmaMagic &&

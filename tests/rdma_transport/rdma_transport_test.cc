@@ -269,6 +269,11 @@ TEST_F(RdmaBadInput, InlineDoorbellThatSkipsDescriptors) {
   ExpectBadFailsGoodServed();
 }
 
+TEST_F(RdmaBadInput, WriteWithImmediateInsteadOfASend) {
+  ASSERT_TRUE(bad_->WriteWithImmForTesting().ok());
+  ExpectBadFailsGoodServed();
+}
+
 TEST_F(RdmaBadInput, TailBeyondTheRing) {
   // Untrusted tail: head + sq_entries + 1 names descriptors that cannot exist.
   ASSERT_TRUE(bad_->RingDoorbellForTesting(bad_->sq_entries() + 1).ok());

@@ -130,6 +130,8 @@ class PINRING_EXPORT RdmaQueue {
   absl::Status RingDoorbellForTesting(std::uint32_t tail);
   // Sends `bytes` (at most one request slot, rdma::kRequestSlotBytes) as one SEND.
   absl::Status SendRawForTesting(absl::Span<const std::byte> bytes);
+  // Posts a zero-length RDMA WRITE_WITH_IMM to ringd (which accepts only SENDs).
+  absl::Status WriteWithImmForTesting();
   // ibv_dereg_mr of the submission and completion rings while ringd still uses them.
   absl::Status DeregisterRingsForTesting();
   // ibv_dereg_mr of a region's MR without telling ringd: its rkey is revoked under ringd's grant.

@@ -529,6 +529,17 @@ absl::Status RdmaQueue::SendRawForTesting(absl::Span<const std::byte> bytes) {
   return absl::UnavailableError("no free send slot");
 }
 
+absl::Status RdmaQueue::WriteWithImmForTesting() {
+  for (std::uint32_t i = 0; i < send_slots_; ++i) {
+    if (send_busy_[i]) continue;
+    PINRING_RETURN_IF_ERROR(
+        channel_->PostWriteImm(ctl_->mr(), 0, 0, 0, 0, 0x5eed, kSendTag | i, true));
+    send_busy_[i] = true;
+    return absl::OkStatus();
+  }
+  return absl::UnavailableError("no free send slot");
+}
+
 absl::Status RdmaQueue::DeregisterRingsForTesting() {
   // const_cast-free: PrivateRegion exposes the MR const; deregistering needs the ibv_mr itself.
   if (int rc = ibv_dereg_mr(sq_->mr().mr()); rc != 0) return pinring::ErrnoToStatus(rc, "dereg sq");
