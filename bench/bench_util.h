@@ -108,6 +108,8 @@ class LatencyRecorder {
 //                                once if the last took longer); 0 (default): back to back
 //   --pinring_victim_seconds=S   time cap per phase (a starved victim may take seconds per trip)
 //   --pinring_aggressor_bytes=N  length of each aggressor COPY / CHECKSUM, and of its 2 regions
+// The rdma transport rows (pinring-bench-rdma):
+//   --pinring_rdma_poll_us=U     start ringd with --rdma_poll_us=U (default: ringd's own default)
 struct Options {
   std::uint64_t max_bytes = 1ull << 30;
   bool quick = false;
@@ -115,6 +117,7 @@ struct Options {
   std::uint64_t victim_interval_us = 0;
   double victim_seconds = 5;
   std::uint64_t aggressor_bytes = 64ull << 20;
+  std::string rdma_poll_us;  // empty: not passed to ringd
 };
 
 inline Options ParseOptions(int* argc, char** argv) {
@@ -134,6 +137,8 @@ inline Options ParseOptions(int* argc, char** argv) {
           std::strtoull(argv[i] + std::strlen("--pinring_victim_interval_us="), nullptr, 0);
     } else if (a.starts_with("--pinring_victim_seconds=")) {
       o.victim_seconds = std::strtod(argv[i] + std::strlen("--pinring_victim_seconds="), nullptr);
+    } else if (a.starts_with("--pinring_rdma_poll_us=")) {
+      o.rdma_poll_us = argv[i] + std::strlen("--pinring_rdma_poll_us=");
     } else if (a.starts_with("--pinring_aggressor_bytes=")) {
       o.aggressor_bytes =
           std::strtoull(argv[i] + std::strlen("--pinring_aggressor_bytes="), nullptr, 0);

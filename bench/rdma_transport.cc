@@ -47,6 +47,9 @@
 //                            ran during the stall), stalled_op_status (its completion status
 //                            after the peer resumed).
 //
+// --pinring_rdma_poll_us=U passes --rdma_poll_us=U to ringd (bench/run-benchmarks gives the
+// latency rows 2000: ringd's rdma thread then polls between round trips, as perftest does).
+//
 // ringd is a real process (--backend=verbs --rdma_port=P), spawned pinned to kCpuB; the clients
 // run on kCpuA. Without a device ringd has no rdma listener and every row is skipped with why.
 #include <signal.h>
@@ -115,10 +118,18 @@ struct Transport {
   std::string error;  // non-empty: no device, ringd or connection; every row skips with it
 };
 
+// --pinring_rdma_poll_us, set by main before any row runs.
+std::string& RdmaPollUs() {
+  static std::string v;
+  return v;
+}
+
 Transport MakeTransport(std::uint32_t max_inline) {
   static const std::uint16_t port = RdmaPort();
   Transport out;
-  RingdFixture& f = GetRingd({"--backend=verbs", "--rdma_port=" + std::to_string(port)});
+  std::vector<std::string> args = {"--backend=verbs", "--rdma_port=" + std::to_string(port)};
+  if (!RdmaPollUs().empty()) args.push_back("--rdma_poll_us=" + RdmaPollUs());
+  RingdFixture& f = GetRingd(args);
   if (!f.error.empty()) {
     out.error = f.error;
     return out;
@@ -637,6 +648,9 @@ void BM_RdmaStalledPeerNop(benchmark::State& state, const Options& opt) {
 int main(int argc, char** argv) {
   using namespace pinring::bench;
   return RunMain(argc, argv, [](const Options& o) {
+    RdmaPollUs() = o.rdma_poll_us;
+    benchmark::AddCustomContext("pinring_rdma_poll_us",
+                                o.rdma_poll_us.empty() ? "ringd default" : o.rdma_poll_us);
     for (auto [name, copy, pull] : {std::tuple{"BM_RdmaTransportRoundTrip/nop", false, false},
                                     std::tuple{"BM_RdmaTransportRoundTrip/nop_pull", false, true},
                                     std::tuple{"BM_RdmaTransportRoundTrip/copy_8B", true, false}}) {

@@ -770,7 +770,11 @@ def render(res, docs):
                        "ib_read_lat one READ round trip; so the ratio counts how many anchor "
                        "operations a transport round trip costs, and 2× is the floor of the "
                        "two-operation path. Target (issue 16): the NOP round trip at most 3× "
-                       "ib_send_lat.\n")
+                       "ib_send_lat. Both perftest processes busy-poll; so does ringd's rdma "
+                       "thread in these rows (`--rdma_poll_us=2000`, longer than a round trip "
+                       "under emulation), except the row run with ringd's default 50 µs, "
+                       "after which it sleeps on the completion channel and every round trip "
+                       "pays a thread wake-up.\n")
             cross = sec.get("crossover") or []
             if cross:
                 out.append("Inline against pulled, by batch size (`BM_RdmaTransportBatch`: N NOPs "
