@@ -118,15 +118,19 @@ WHY = {
         "--serve_budget_bytes for the verbs backend at the cost of large-op throughput.",
     "BM_RdmaTransportRoundTrip":
         "two device operations (the inline doorbell SEND, the completion WRITE_WITH_IMM) are the "
-        "floor, 2× ib_send_lat; what is above it is ringd's side and the machine. On rxe every "
-        "post is a system call into the kernel, which also emulates the NIC on the same two "
-        "vCPUs the client and ringd spin on (under TCG); ringd's rdma thread polls its CQ for "
-        "--rdma_poll_us after each message, then runs the connection's task (copy the inline "
-        "descriptor out, validate, execute, stage the completion) and posts the WRITE_WITH_IMM, "
-        "while ib_send_lat's two processes do nothing between a receive and the next SEND. "
-        "The next fix: post ringd's receives and the WRITE_WITH_IMM in one ibv_post_* call per "
-        "poll pass (fewer system calls into rxe), and measure on a real NIC, where posting is a "
-        "doorbell write and not a system call.",
+        "floor, 2× ib_send_lat; the rest is ringd's hop between them. The profile below covers "
+        "the whole guest for the whole benchmark process (ringd's start-up and the connection "
+        "set-up included, hence the idle time in native_safe_halt): the client spins in "
+        "WaitForProgress on its CQ, and no user-space code of ringd or of the client reaches 1%. "
+        "What a round trip pays beyond two perftest SENDs is the third spinning party: ringd's "
+        "rdma thread, which must see the doorbell's receive completion and post the "
+        "WRITE_WITH_IMM (on rxe each post is a system call, and rxe's packet processing runs in "
+        "softirqs on the same two vCPUs the client and ringd spin on), where ib_send_lat's two "
+        "processes answer each other directly. Measured before this fix: four operations, 12× "
+        "(the pulled row still shows three, the default --rdma_poll_us row the thread wake-up "
+        "the polling removes). The next fix: measure with ringd's poller on a core of its own (a "
+        "machine with more than two cores, or a real NIC, where a post is a doorbell write and "
+        "not a system call), to see how much of the hop is the shared machine.",
     "BM_RdmaVictimNop":
         "ringd's rdma listener now progresses every connection on its own (a coroutine per "
         "connection, service/rdma/task.h): the aggressor's COPY and CHECKSUM move through a "
